@@ -1,0 +1,163 @@
+#include "msg.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+int msg_verbose;
+static char msg_name[64] = "tegami";
+static int msg_fd = -1;
+static bool msg_stderr;
+static bool msg_syslog_open;
+static void (*msg_fatal_hook)(void);
+
+void msg_init(const char *progname)
+{
+    snprintf(msg_name, sizeof(msg_name), "%s", progname);
+}
+
+const char *msg_progname(void)
+{
+    return msg_name;
+}
+
+void msg_open_file(const char *path)
+{
+    if (msg_fd >= 0) {
+        close(msg_fd);
+        msg_fd = -1;
+    }
+    if (path == NULL || *path == 0)
+        return;
+    msg_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (msg_fd < 0) {
+        int err = errno;
+        msg_set_stderr(true);
+        msg_fatal("open log file %s: %s", path, strerror(err));
+    }
+}
+
+void msg_set_stderr(bool on)
+{
+    msg_stderr = on;
+}
+
+void msg_set_verbose(int level)
+{
+    msg_verbose = level;
+}
+
+void msg_set_fatal_hook(void (*hook)(void))
+{
+    msg_fatal_hook = hook;
+}
+
+static const char *msg_level_prefix(int priority)
+{
+    switch (priority) {
+    case LOG_WARNING:
+        return "warning: ";
+    case LOG_ERR:
+        return "error: ";
+    case LOG_CRIT:
+        return "fatal: ";
+    case LOG_ALERT:
+        return "panic: ";
+    default:
+        return "";
+    }
+}
+
+void msg_vlog(int priority, const char *fmt, va_list ap)
+{
+    int saved_errno = errno;
+    char text[2048];
+    va_list aq;
+
+    va_copy(aq, ap);
+    vsnprintf(text, sizeof(text), fmt, aq);
+    va_end(aq);
+    /* Never let a peer's bytes forge log lines or terminal escapes. */
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+
+    if (msg_fd >= 0) {
+        char line[2300];
+        char stamp[32];
+        char host[64] = "localhost";
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+        gethostname(host, sizeof(host) - 1);
+        int n = snprintf(line, sizeof(line), "%s %s tegami/%s[%ld]: %s%s\n", stamp, host,
+                         msg_name, (long)getpid(), msg_level_prefix(priority), text);
+        if (n > (int)sizeof(line) - 1) {
+            n = sizeof(line) - 1;
+            line[n - 1] = '\n';
+        }
+        if (write(msg_fd, line, (size_t)n) < 0) {
+            /* nowhere left to report it */
+        }
+    } else if (!msg_stderr || priority != LOG_DEBUG) {
+        if (!msg_syslog_open) {
+            static char ident[80];
+            snprintf(ident, sizeof(ident), "tegami/%s", msg_name);
+            openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+            msg_syslog_open = true;
+        }
+        syslog(priority, "%s%s", msg_level_prefix(priority), text);
+    }
+    if (msg_stderr)
+        fprintf(stderr, "%s: %s%s\n", msg_name, msg_level_prefix(priority), text);
+    errno = saved_errno;
+}
+
+#define MSG_BODY(prio)                                                                             \
+    va_list ap;                                                                                    \
+    va_start(ap, fmt);                                                                             \
+    msg_vlog(prio, fmt, ap);                                                                       \
+    va_end(ap)
+
+void msg_debug(const char *fmt, ...)
+{
+    if (msg_verbose <= 0)
+        return;
+    MSG_BODY(LOG_DEBUG);
+}
+
+void msg_info(const char *fmt, ...)
+{
+    MSG_BODY(LOG_INFO);
+}
+
+void msg_warn(const char *fmt, ...)
+{
+    MSG_BODY(LOG_WARNING);
+}
+
+void msg_error(const char *fmt, ...)
+{
+    MSG_BODY(LOG_ERR);
+}
+
+void msg_fatal(const char *fmt, ...)
+{
+    static int nesting;
+    MSG_BODY(LOG_CRIT);
+    if (nesting++ == 0 && msg_fatal_hook)
+        msg_fatal_hook();
+    exit(1);
+}
+
+void msg_panic(const char *fmt, ...)
+{
+    MSG_BODY(LOG_ALERT);
+    abort();
+}

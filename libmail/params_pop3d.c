@@ -1,0 +1,6 @@
+/* Parameters of pop3d: name, type, default, bounds, one-line doc (docs/config.md). */
+#include "config.h"
+
+const struct config_param params_pop3d[] = {
+    {NULL, CONFIG_STR, NULL, 0, 0, NULL},
+};
