@@ -48,6 +48,7 @@ extern const struct config_param params_smtpd[];  /* params_smtpd.c */
 extern const struct config_param params_qmgr[];   /* params_qmgr.c */
 extern const struct config_param params_local[];  /* params_local.c */
 extern const struct config_param params_pop3d[];  /* params_pop3d.c */
+extern const struct config_param params_pickup[]; /* params_pickup.c */
 
 /* Set the config directory explicitly (-c DIR). */
 void config_set_directory(const char *dir);

@@ -1,0 +1,189 @@
+/* Unit tests for libmail/stream.c: bounded line reads over a socketpair. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "stream.h"
+
+struct pair {
+    struct stream *s;
+    int peer;
+};
+
+static void pair_open(struct pair *p)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    p->s = stream_fdopen(sv[0]);
+    p->peer = sv[1];
+}
+
+static void pair_close(struct pair *p)
+{
+    stream_free(&p->s);
+    assert_null(p->s);
+    if (p->peer >= 0)
+        close(p->peer);
+}
+
+static void feed(struct pair *p, const char *text)
+{
+    assert_int_equal(write(p->peer, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void test_line_longer_than_max_is_partial_and_rest_stays(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    pair_open(&p);
+    feed(&p, "abcdefghij\r\nnext\r\n");
+    assert_int_equal(stream_read_line(p.s, &line, 4), STREAM_PARTIAL);
+    assert_string_equal(strbuf_str(&line), "abcd");
+    assert_int_equal(stream_skip_line(p.s), STREAM_OK);
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_OK);
+    assert_string_equal(strbuf_str(&line), "next\r\n");
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
+static void test_eof_keeps_partial_line(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    pair_open(&p);
+    feed(&p, "no newline");
+    close(p.peer);
+    p.peer = -1;
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_EOF);
+    assert_string_equal(strbuf_str(&line), "no newline");
+    assert_int_equal(stream_status(p.s), STREAM_EOF);
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
+static void test_timeout_is_reported_and_sticky(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    pair_open(&p);
+    stream_set_timeout(p.s, 50);
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_TIMEOUT);
+    feed(&p, "late\n");
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_TIMEOUT);
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
+static void test_bare_cr_does_not_end_a_line(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    pair_open(&p);
+    feed(&p, "a\rb\nc\r\n");
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_OK);
+    assert_memory_equal(line.data, "a\rb\n", 4);
+    assert_int_equal(line.len, 4);
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_OK);
+    assert_string_equal(strbuf_str(&line), "c\r\n");
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
+static void test_pipelined_input_is_buffered_and_discardable(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    pair_open(&p);
+    feed(&p, "STARTTLS\r\nNOOP\r\n");
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_OK);
+    assert_int_equal(stream_buffered(p.s), 6);
+    stream_discard_input(p.s);
+    assert_int_equal(stream_buffered(p.s), 0);
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
+static void test_write_buffers_until_flush(void **state)
+{
+    (void)state;
+    struct pair p;
+    char buf[64];
+    pair_open(&p);
+    assert_int_equal(stream_printf(p.s, "250 %s\r\n", "ok"), 0);
+    assert_int_equal(stream_unflushed(p.s), 8);
+    assert_int_equal(stream_flush(p.s), 0);
+    assert_int_equal(read(p.peer, buf, sizeof(buf)), 8);
+    assert_memory_equal(buf, "250 ok\r\n", 8);
+    assert_int_equal(stream_bytes_out(p.s), 8);
+    pair_close(&p);
+}
+
+static void test_large_write_crosses_buffer(void **state)
+{
+    (void)state;
+    struct pair p;
+    static char big[100000];
+    static char got[100000];
+    pair_open(&p);
+    memset(big, 'x', sizeof(big));
+    int fd = p.peer;
+    /* Reader in a child so the writer can block on a full socket. */
+    pid_t pid = fork();
+    if (pid == 0) {
+        stream_free(&p.s);
+        size_t n = 0;
+        while (n < sizeof(got)) {
+            ssize_t r = read(fd, got + n, sizeof(got) - n);
+            if (r <= 0)
+                _exit(1);
+            n += (size_t)r;
+        }
+        _exit(memcmp(got, big, sizeof(big)) == 0 ? 0 : 2);
+    }
+    assert_int_equal(stream_write(p.s, big, sizeof(big)), 0);
+    assert_int_equal(stream_flush(p.s), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pair_close(&p);
+}
+
+static void test_read_exact_reports_eof(void **state)
+{
+    (void)state;
+    struct pair p;
+    char buf[10];
+    pair_open(&p);
+    feed(&p, "12345");
+    close(p.peer);
+    p.peer = -1;
+    assert_int_equal(stream_read_exact(p.s, buf, 10), STREAM_EOF);
+    pair_close(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line_longer_than_max_is_partial_and_rest_stays),
+        cmocka_unit_test(test_eof_keeps_partial_line),
+        cmocka_unit_test(test_timeout_is_reported_and_sticky),
+        cmocka_unit_test(test_bare_cr_does_not_end_a_line),
+        cmocka_unit_test(test_pipelined_input_is_buffered_and_discardable),
+        cmocka_unit_test(test_write_buffers_until_flush),
+        cmocka_unit_test(test_large_write_crosses_buffer),
+        cmocka_unit_test(test_read_exact_reports_eof),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
