@@ -40,6 +40,8 @@ void vuser_maildir(const char *name, struct strbuf *out);
 int vuser_add(const char *name, const char *password, struct strbuf *err);
 int vuser_del(const char *name, struct strbuf *err);
 int vuser_passwd(const char *name, const char *password, struct strbuf *err);
+/* Rebuild virtual_user_maps from the users file as it is (after a hand edit). 0 or -1. */
+int vuser_rebuild(struct strbuf *err);
 /* Names of all users (NULL-terminated, free with config_list_free). */
 char **vuser_list(size_t *count_r, struct strbuf *err);
 
