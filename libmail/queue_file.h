@@ -107,5 +107,13 @@ void qf_message_release(struct qf_message *msg);
 int qf_mark_recipient(int fd, const struct qf_recipient *r, char status);
 /* Count of recipients still QF_RCPT_PENDING. */
 size_t qf_pending(const struct qf_message *msg);
+/*
+ * Stream the content byte range of the file on fd (as located by qf_read)
+ * to sink in chunks of at most 64 KiB, without loading it into memory.
+ * sink returns 0 to go on, anything else to stop. 0, or -1 (I/O error,
+ * short file, or sink stopped; errno set for I/O errors).
+ */
+int qf_copy_content(int fd, const struct qf_message *msg,
+                    int (*sink)(void *ctx, const char *buf, size_t len), void *ctx);
 
 #endif
