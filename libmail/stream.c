@@ -19,7 +19,8 @@ struct stream {
     int timeout_ms;
     const struct stream_ops *ops;
     void *ctx;
-    enum stream_result status;
+    enum stream_result status;  /* read side: EOF, timeout, error */
+    enum stream_result wstatus; /* write side: timeout, error */
     char rbuf[STREAM_BUFSIZE];
     size_t rpos, rlen;
     char wbuf[STREAM_BUFSIZE];
@@ -102,7 +103,7 @@ int stream_fd(const struct stream *s)
 
 enum stream_result stream_status(const struct stream *s)
 {
-    return s->status;
+    return s->status != STREAM_OK ? s->status : s->wstatus;
 }
 
 unsigned long long stream_bytes_in(const struct stream *s)
@@ -113,6 +114,13 @@ unsigned long long stream_bytes_in(const struct stream *s)
 unsigned long long stream_bytes_out(const struct stream *s)
 {
     return s->nout;
+}
+
+static bool (*stream_should_stop)(void);
+
+void stream_set_interrupt(bool (*should_stop)(void))
+{
+    stream_should_stop = should_stop;
 }
 
 static long long now_ms(void)
@@ -139,7 +147,7 @@ static enum stream_result stream_wait(struct stream *s, short events, long long 
             return STREAM_OK;
         if (n == 0)
             return STREAM_TIMEOUT;
-        if (errno != EINTR)
+        if (errno != EINTR || (stream_should_stop && stream_should_stop()))
             return STREAM_ERROR;
     }
 }
@@ -267,7 +275,8 @@ void stream_discard_input(struct stream *s)
 
 int stream_flush(struct stream *s)
 {
-    if (s->status != STREAM_OK && s->status != STREAM_EOF)
+    /* A read timeout or EOF still lets us say goodbye (421 after idle time). */
+    if (s->wstatus != STREAM_OK)
         return -1;
     size_t off = 0;
     long long deadline = now_ms() + s->timeout_ms;
@@ -285,9 +294,9 @@ int stream_flush(struct stream *s)
             enum stream_result r = stream_wait(s, want_read ? POLLIN : POLLOUT, deadline);
             if (r == STREAM_OK)
                 continue;
-            s->status = r;
+            s->wstatus = r;
         } else {
-            s->status = STREAM_ERROR;
+            s->wstatus = STREAM_ERROR;
         }
         s->wlen = 0;
         return -1;
@@ -309,7 +318,7 @@ int stream_write(struct stream *s, const void *data, size_t len)
         p += n;
         len -= n;
     }
-    return (s->status == STREAM_OK || s->status == STREAM_EOF) ? 0 : -1;
+    return s->wstatus == STREAM_OK ? 0 : -1;
 }
 
 int stream_puts(struct stream *s, const char *str)

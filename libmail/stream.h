@@ -8,7 +8,9 @@
  * stream_set_ops() with the TLS functions.
  *
  * Every read and write waits at most the stream's timeout. Errors are
- * sticky: after one, every call fails, and stream_status() tells why.
+ * sticky per direction: after a read error every read fails, after a write
+ * error every write fails (a read timeout still lets the daemon write its
+ * 421), and stream_status() tells the first error.
  * The stream owns its fd and closes it in stream_free().
  */
 #ifndef TEGAMI_STREAM_H
@@ -49,6 +51,14 @@ struct stream *stream_fdopen(int fd);
 void stream_free(struct stream **sp);
 /* Give up ownership of the fd: stream_free will not close it. */
 int stream_detach_fd(struct stream *s);
+
+/*
+ * Process-wide: when a wait is interrupted by a signal and should_stop()
+ * returns true, the operation fails with STREAM_ERROR instead of waiting on,
+ * so a daemon asked to stop does not sit out a long idle timeout. The
+ * daemon skeleton installs server_should_exit here.
+ */
+void stream_set_interrupt(bool (*should_stop)(void));
 
 /* Per-operation timeout in milliseconds (<= 0: wait forever). Default 300 s. */
 void stream_set_timeout(struct stream *s, int timeout_ms);

@@ -84,6 +84,23 @@ static void test_timeout_is_reported_and_sticky(void **state)
     pair_close(&p);
 }
 
+static void test_write_still_works_after_read_timeout(void **state)
+{
+    (void)state;
+    struct pair p;
+    struct strbuf line = STRBUF_INIT;
+    char buf[64];
+    pair_open(&p);
+    stream_set_timeout(p.s, 50);
+    assert_int_equal(stream_read_line(p.s, &line, 100), STREAM_TIMEOUT);
+    assert_int_equal(stream_puts(p.s, "421 timeout\r\n"), 0);
+    assert_int_equal(stream_flush(p.s), 0);
+    assert_int_equal(read(p.peer, buf, sizeof(buf)), 13);
+    assert_int_equal(stream_status(p.s), STREAM_TIMEOUT);
+    strbuf_release(&line);
+    pair_close(&p);
+}
+
 static void test_bare_cr_does_not_end_a_line(void **state)
 {
     (void)state;
@@ -179,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_line_longer_than_max_is_partial_and_rest_stays),
         cmocka_unit_test(test_eof_keeps_partial_line),
         cmocka_unit_test(test_timeout_is_reported_and_sticky),
+        cmocka_unit_test(test_write_still_works_after_read_timeout),
         cmocka_unit_test(test_bare_cr_does_not_end_a_line),
         cmocka_unit_test(test_pipelined_input_is_buffered_and_discardable),
         cmocka_unit_test(test_write_buffers_until_flush),
