@@ -116,13 +116,6 @@ unsigned long long stream_bytes_out(const struct stream *s)
     return s->nout;
 }
 
-static bool (*stream_should_stop)(void);
-
-void stream_set_interrupt(bool (*should_stop)(void))
-{
-    stream_should_stop = should_stop;
-}
-
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -147,7 +140,7 @@ static enum stream_result stream_wait(struct stream *s, short events, long long 
             return STREAM_OK;
         if (n == 0)
             return STREAM_TIMEOUT;
-        if (errno != EINTR || (stream_should_stop && stream_should_stop()))
+        if (errno != EINTR)
             return STREAM_ERROR;
     }
 }

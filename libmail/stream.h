@@ -52,14 +52,6 @@ void stream_free(struct stream **sp);
 /* Give up ownership of the fd: stream_free will not close it. */
 int stream_detach_fd(struct stream *s);
 
-/*
- * Process-wide: when a wait is interrupted by a signal and should_stop()
- * returns true, the operation fails with STREAM_ERROR instead of waiting on,
- * so a daemon asked to stop does not sit out a long idle timeout. The
- * daemon skeleton installs server_should_exit here.
- */
-void stream_set_interrupt(bool (*should_stop)(void));
-
 /* Per-operation timeout in milliseconds (<= 0: wait forever). Default 300 s. */
 void stream_set_timeout(struct stream *s, int timeout_ms);
 /* Replace the transport (TLS). ops == NULL restores plain fd I/O. */

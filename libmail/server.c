@@ -1,0 +1,376 @@
+/*
+ * server - the daemon skeleton every service process runs in (see server.h).
+ *
+ * Process life: parse master's argv, load main.cf and the -o overrides, open
+ * the log, pre_init (still privileged), drop privileges in one place,
+ * post_init, then the SINGLE accept loop or the LONG loop.
+ *
+ * How a child notices that master is gone: master holds the only read end
+ * of the status pipe, so when master exits the write end on fd 4 polls
+ * POLLERR. As a second opinion we compare getppid() with the parent we
+ * started under (reparenting to init or a subreaper).
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "msg.h"
+#include "mymalloc.h"
+#include "sock.h"
+#include "strbuf.h"
+
+static const char *server_name = "";
+static char **server_extra_args;
+static int server_extra_count;
+static volatile sig_atomic_t server_exit_flag;
+static pid_t server_parent;
+static bool server_status_ok; /* fd 4 is a usable status pipe */
+
+const char *server_service_name(void)
+{
+    return server_name;
+}
+
+char **server_args(int *count_r)
+{
+    if (count_r)
+        *count_r = server_extra_count;
+    return server_extra_args;
+}
+
+/* True when master has gone away: status pipe reader closed, or reparented. */
+static bool server_master_gone(void)
+{
+    if (server_parent > 1 && getppid() != server_parent)
+        return true;
+    if (server_status_ok) {
+        struct pollfd p = {.fd = SERVER_STATUS_FD, .events = 0, .revents = 0};
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL)))
+            return true;
+    }
+    return false;
+}
+
+bool server_should_exit(void)
+{
+    if (server_exit_flag)
+        return true;
+    if (server_master_gone()) {
+        server_exit_flag = 1;
+        return true;
+    }
+    return false;
+}
+
+static void server_sigterm(int sig)
+{
+    (void)sig;
+    server_exit_flag = 1;
+}
+
+/* Tell master we are busy or idle. A record is 8 bytes < PIPE_BUF: atomic. */
+static void server_report(char status)
+{
+    struct server_status st;
+
+    if (!server_status_ok)
+        return;
+    memset(&st, 0, sizeof(st));
+    st.pid = getpid();
+    st.status = status;
+    for (;;) {
+        ssize_t n = write(SERVER_STATUS_FD, &st, sizeof(st));
+        if (n == (ssize_t)sizeof(st))
+            return;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EPIPE) {
+            /* master is gone: finish up and let a new master start fresh */
+            server_exit_flag = 1;
+            server_status_ok = false;
+            return;
+        }
+        msg_warn("write status to master: %s", n < 0 ? strerror(errno) : "short write");
+        return;
+    }
+}
+
+void server_drop_privileges(void)
+{
+    if (getuid() != 0 && geteuid() != 0)
+        return;
+    if (config_bool("sandbox"))
+        return;
+
+    const char *owner = config_str("mail_owner");
+    errno = 0;
+    struct passwd *pw = getpwnam(owner);
+    if (pw == NULL)
+        msg_fatal("mail_owner %s: unknown user%s%s", owner, errno ? ": " : "",
+                  errno ? strerror(errno) : "");
+    if (pw->pw_uid == 0 || pw->pw_gid == 0)
+        msg_fatal("mail_owner %s must not have uid or gid 0", owner);
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    char *name = mystrdup(pw->pw_name);
+
+    if (setgid(gid) < 0)
+        msg_fatal("setgid(%ld): %s", (long)gid, strerror(errno));
+    if (initgroups(name, gid) < 0)
+        msg_fatal("initgroups(%s): %s", name, strerror(errno));
+    if (setresuid(uid, uid, uid) < 0)
+        msg_fatal("setresuid(%ld): %s", (long)uid, strerror(errno));
+    myfree(name);
+    /* A drop that can be undone is no drop. */
+    if (setuid(0) == 0 || seteuid(0) == 0)
+        msg_fatal("privilege drop to %s failed: could regain root", owner);
+    if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid)
+        msg_fatal("privilege drop to %s failed: ids not as expected", owner);
+    msg_debug("dropped privileges to %s (uid %ld gid %ld)", owner, (long)uid, (long)gid);
+}
+
+static void server_usage(const char *prog)
+{
+    msg_fatal("usage: %s -c CONFIG_DIR -n SERVICE -t TYPE [-u] [-v] [-o name=value]... [args]",
+              prog);
+}
+
+static bool server_fd_valid(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Serve connections one at a time until max_use, max_idle, SIGTERM or master exit. */
+static _Noreturn void server_single_loop(const struct server_spec *spec)
+{
+    long long max_use = config_int("max_use");
+    long long max_idle = config_time("max_idle");
+    long long used = 0;
+    struct stat st;
+    bool is_socket;
+    sigset_t block, orig;
+
+    if (fstat(SERVER_LISTEN_FD, &st) < 0)
+        msg_fatal("fstat listener fd %d: %s", SERVER_LISTEN_FD, strerror(errno));
+    is_socket = S_ISSOCK(st.st_mode);
+    int fl = fcntl(SERVER_LISTEN_FD, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        (void)fcntl(SERVER_LISTEN_FD, F_SETFL, fl | O_NONBLOCK);
+
+    /*
+     * SIGTERM stays blocked except inside ppoll(), so a signal that arrives
+     * between the flag check and the wait cannot be missed; it is unblocked
+     * again while service() runs so blocking calls there return EINTR.
+     */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    sigset_t waitmask = orig;
+    sigdelset(&waitmask, SIGTERM);
+
+    time_t idle_since = time(NULL);
+    while (!server_should_exit()) {
+        struct pollfd p[2];
+        nfds_t n = 1;
+        p[0].fd = SERVER_LISTEN_FD;
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        if (server_status_ok) {
+            p[1].fd = SERVER_STATUS_FD;
+            p[1].events = 0;
+            p[1].revents = 0;
+            n = 2;
+        }
+        long long left = max_idle > 0 ? max_idle - (long long)(time(NULL) - idle_since) : 1;
+        if (max_idle > 0 && left <= 0) {
+            msg_debug("idle for %llds, exiting", max_idle);
+            break;
+        }
+        /* Wake at least every second to notice reparenting. */
+        struct timespec ts = {.tv_sec = left > 1 ? 1 : left, .tv_nsec = 0};
+        int r = ppoll(p, n, &ts, &waitmask);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            msg_fatal("poll: %s", strerror(errno));
+        }
+        if (r == 0)
+            continue;
+        if (n == 2 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+            msg_debug("master went away, exiting");
+            break;
+        }
+        if (p[0].revents & POLLNVAL)
+            msg_fatal("listener fd %d is not open", SERVER_LISTEN_FD);
+        if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP)))
+            continue;
+
+        struct server_client client;
+        memset(&client, 0, sizeof(client));
+        if (is_socket) {
+            client.peer_len = sizeof(client.peer);
+            client.fd = accept4(SERVER_LISTEN_FD, (struct sockaddr *)&client.peer, &client.peer_len,
+                                SOCK_CLOEXEC);
+            if (client.fd < 0) {
+                /* EAGAIN: a sibling won the race. Others: the peer left early. */
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                    errno != ECONNABORTED && errno != EPROTO)
+                    msg_warn("accept: %s", strerror(errno));
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                    sleep(1);
+                continue;
+            }
+            sock_addr_text((struct sockaddr *)&client.peer, client.addr, sizeof(client.addr),
+                           &client.port);
+        } else {
+            /* A fifo served in single mode: hand over a copy of the fifo. */
+            client.fd = fcntl(SERVER_LISTEN_FD, F_DUPFD_CLOEXEC, 5);
+            if (client.fd < 0)
+                msg_fatal("dup fifo: %s", strerror(errno));
+            snprintf(client.addr, sizeof(client.addr), "fifo");
+        }
+
+        server_report(SERVER_STATUS_BUSY);
+        sigprocmask(SIG_SETMASK, &orig, NULL);
+        spec->service(&client);
+        sigprocmask(SIG_BLOCK, &block, NULL);
+        used++;
+        if (max_use > 0 && used >= max_use) {
+            msg_debug("served %lld connections, exiting", used);
+            break;
+        }
+        if (server_should_exit())
+            break;
+        server_report(SERVER_STATUS_IDLE);
+        idle_since = time(NULL);
+    }
+    exit(0);
+}
+
+_Noreturn void server_main(int argc, char **argv, const struct server_spec *spec)
+{
+    const char *prog = argv[0] ? strrchr(argv[0], '/') : NULL;
+    prog = prog ? prog + 1 : (argv[0] ? argv[0] : "server");
+    const char *confdir = NULL;
+    const char *type = "";
+    bool unpriv = false;
+    int verbose = 0;
+    char **overrides = mycalloc((size_t)argc + 1, sizeof(char *));
+    size_t noverrides = 0;
+    char **extra = mycalloc((size_t)argc + 1, sizeof(char *));
+    int nextra = 0;
+
+    msg_init(prog);
+    server_parent = getppid();
+
+    /*
+     * Options may also follow the master.cf arguments (Postfix lets a
+     * command line in master.cf carry -o and -v), so scan everything and
+     * keep non-options as service arguments. "--" ends option parsing.
+     */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++)
+                extra[nextra++] = argv[i];
+            break;
+        }
+        if (a[0] != '-' || a[1] == 0 || a[2] != 0) {
+            extra[nextra++] = argv[i];
+            continue;
+        }
+        switch (a[1]) {
+        case 'c':
+        case 'n':
+        case 't':
+        case 'o':
+            if (i + 1 >= argc)
+                server_usage(prog);
+            if (a[1] == 'c')
+                confdir = argv[++i];
+            else if (a[1] == 'n')
+                server_name = argv[++i];
+            else if (a[1] == 't')
+                type = argv[++i];
+            else
+                overrides[noverrides++] = argv[++i];
+            break;
+        case 'u':
+            unpriv = true;
+            break;
+        case 'v':
+            verbose++;
+            break;
+        default:
+            server_usage(prog);
+        }
+    }
+    server_extra_args = extra;
+    server_extra_count = nextra;
+    if (verbose)
+        msg_set_verbose(verbose);
+
+    if (confdir)
+        config_set_directory(confdir);
+    config_load_or_die();
+    for (size_t i = 0; i < noverrides; i++) {
+        struct strbuf err = STRBUF_INIT;
+        const char *eq = strchr(overrides[i], '=');
+        if (eq == NULL || eq == overrides[i])
+            msg_fatal("bad -o argument \"%s\": expected name=value", overrides[i]);
+        char *name = mystrndup(overrides[i], (size_t)(eq - overrides[i]));
+        if (config_override(name, eq + 1, &err) < 0)
+            msg_fatal("-o %s: %s", overrides[i], strbuf_str(&err));
+        myfree(name);
+        strbuf_release(&err);
+    }
+    myfree(overrides);
+
+    const char *logfile = config_str("maillog_file");
+    if (logfile && *logfile)
+        msg_open_file(logfile);
+
+    /* Signals: SIGTERM asks us to stop (no SA_RESTART: blocking calls return). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sa.sa_handler = server_sigterm;
+    sa.sa_flags = 0;
+    sigaction(SIGTERM, &sa, NULL);
+
+    server_status_ok = server_fd_valid(SERVER_STATUS_FD);
+    if (!server_fd_valid(SERVER_LISTEN_FD))
+        msg_fatal("no listener on fd %d: %s must be started by master", SERVER_LISTEN_FD, prog);
+    msg_debug("service=%s, type=%s, unpriv=%s", server_name, type, unpriv ? "y" : "n");
+
+    if (spec->pre_init)
+        spec->pre_init();
+    if (unpriv)
+        server_drop_privileges();
+    if (spec->post_init)
+        spec->post_init();
+
+    if (spec->mode == SERVER_LONG) {
+        if (spec->loop == NULL)
+            msg_panic("server_main: SERVER_LONG without loop");
+        spec->loop(SERVER_LISTEN_FD);
+        exit(0);
+    }
+    if (spec->service == NULL)
+        msg_panic("server_main: SERVER_SINGLE without service");
+    server_single_loop(spec);
+}
