@@ -1,8 +1,10 @@
 /*
  * throttle - the decision when master stops restarting a failing service.
  *
- * master records every abnormal exit (killed by a signal, non-zero exit
- * status) of a service's process here. When more than `limit` of them fall
+ * master records here every abnormal exit (killed by a signal, non-zero
+ * exit status) of a process that had not yet served a client and was less
+ * than MASTER_STARTUP_SECONDS old: a daemon that cannot start. A process
+ * killed while working is replaced at once and not counted. When more than `limit` of them fall
  * within the last `window` seconds, the service is throttled: master starts
  * no process for it until `window` seconds have passed (then the history
  * starts over). Pure logic on caller-owned memory, no I/O, so it is unit-tested

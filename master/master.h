@@ -12,6 +12,10 @@
 #ifndef TEGAMI_MASTER_H
 #define TEGAMI_MASTER_H
 
+/* A process that exits abnormally within this many seconds of its start,
+ * without having served a client, failed to start (counts for the throttle). */
+#define MASTER_STARTUP_SECONDS 10
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>

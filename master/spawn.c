@@ -190,7 +190,13 @@ static void master_child_exited(struct master_child *c, int status, time_t now)
     if (svc) {
         master_child_set_avail(c, false);
         svc->total--;
-        if (abnormal && !c->stopping) {
+        /*
+         * Only a process that dies before doing any work counts towards the
+         * throttle (a daemon that cannot start). One killed while it was
+         * serving, e.g. kill -9 of a busy local, is simply replaced at once.
+         */
+        bool startup_failure = !c->served && now - c->started < MASTER_STARTUP_SECONDS;
+        if (abnormal && !c->stopping && startup_failure) {
             if (throttle_failure(&svc->throttle, now, (int)config_int("service_throttle_limit"),
                                  (time_t)config_time("service_throttle_time")))
                 svc->throttle_logged = false; /* master_spawn_needed logs it */
