@@ -942,6 +942,20 @@ static void cf_origin(struct strbuf *out, size_t idx)
         strbuf_printf(out, "default value of %s: ", v->name);
 }
 
+const struct config_param *config_param_next(size_t *iter)
+{
+    size_t n = *iter;
+    for (size_t t = 0; config_tables[t]; t++) {
+        for (const struct config_param *p = config_tables[t]; p->name; p++) {
+            if (n-- == 0) {
+                (*iter)++;
+                return p;
+            }
+        }
+    }
+    return NULL;
+}
+
 int config_check(struct strbuf *errors)
 {
     int nerr = 0;

@@ -84,6 +84,9 @@ void config_list_free(char ***listp);
 /* Split any text the way list values are split (commas and/or whitespace). */
 char **config_split_list(const char *text, size_t *count_r);
 
+/* Every declared parameter in table order; *iter starts at 0. NULL at the end. */
+const struct config_param *config_param_next(size_t *iter);
+
 /* Look a parameter up in all tables (NULL if unknown). */
 const struct config_param *config_find_param(const char *name);
 

@@ -90,12 +90,13 @@ void msg_vlog(int priority, const char *fmt, va_list ap)
     if (msg_fd >= 0) {
         char line[2300];
         char stamp[32];
-        char host[64] = "localhost";
+        static char host[64];
         time_t now = time(NULL);
         struct tm tm;
         localtime_r(&now, &tm);
         strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-        gethostname(host, sizeof(host) - 1);
+        if (host[0] == 0 && gethostname(host, sizeof(host) - 1) < 0)
+            snprintf(host, sizeof(host), "localhost");
         int n = snprintf(line, sizeof(line), "%s %s tegami/%s[%ld]: %s%s\n", stamp, host,
                          msg_name, (long)getpid(), msg_level_prefix(priority), text);
         if (n > (int)sizeof(line) - 1) {

@@ -41,5 +41,7 @@ int mailctl_user(int argc, char **argv);
 int mailctl_queue(int argc, char **argv);
 int mailctl_map(int argc, char **argv);
 int mailctl_newaliases(int argc, char **argv);
+/* config.c: print parameters like postconf ([-d] [--markdown] [name...]) */
+int mailctl_config(int argc, char **argv);
 
 #endif

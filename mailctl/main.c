@@ -31,6 +31,7 @@ _Noreturn void mailctl_usage(void)
           "  queue list [--json] | queue show ID | queue delete ID | queue hold ID\n"
           "  queue release ID | queue requeue [ID]\n"
           "  map build FILE | newaliases\n"
+          "  config [-d] [--markdown] [NAME...]   (parameters, like postconf)\n"
           "DIR defaults to $MAIL_CONFIG, then /etc/tegami.\n",
           stderr);
     exit(MAILCTL_USAGE);
@@ -183,6 +184,8 @@ int main(int argc, char **argv)
         rc = mailctl_map(argc, argv);
     else if (strcmp(cmd, "newaliases") == 0)
         rc = mailctl_newaliases(argc - 1, argv + 1);
+    else if (strcmp(cmd, "config") == 0)
+        rc = mailctl_config(argc, argv);
     else {
         fprintf(stderr, "mailctl: unknown command \"%s\"\n", cmd);
         mailctl_usage();
