@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,21 +25,14 @@ static char md[4200];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TEGAMI_TEST_TMP");
-    if (base == NULL || *base == 0)
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test_maildir.XXXXXX", base);
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(test_scratch_dir(tmpdir, sizeof(tmpdir), "test_maildir"), 0);
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[4200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1;
 }
 
 /* A fresh Maildir path (not created) per test. */

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,12 +25,7 @@ static char root[256];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TEGAMI_TEST_TMP");
-    if (base == NULL || *base == 0)
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(root, sizeof(root), "%s/queueXXXXXX", base);
-    if (mkdtemp(root) == NULL)
+    if (test_scratch_dir(root, sizeof(root), "queueXXXXX") < 0)
         return -1;
     queue_set_root(root);
     struct strbuf err = STRBUF_INIT;
@@ -40,9 +37,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(root) == 0 ? 0 : -1;
 }
 
 static int count_entries(const char *dir)

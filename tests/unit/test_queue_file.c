@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,20 +23,13 @@ static char tmpdir[256];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TEGAMI_TEST_TMP");
-    if (base == NULL || *base == 0)
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/qfXXXXXX", base);
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return test_scratch_dir(tmpdir, sizeof(tmpdir), "qfXXXXX");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1;
 }
 
 static int open_tmp(const char *name)

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +54,7 @@ static void load_config(void)
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TEGAMI_TEST_TMP");
-    if (base == NULL || *base == 0)
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test_recipient.XXXXXX", base);
-    if (mkdtemp(tmpdir) == NULL)
+    if (test_scratch_dir(tmpdir, sizeof(tmpdir), "test_recipient") < 0)
         return -1;
 
     struct strbuf err = STRBUF_INIT;
@@ -88,11 +85,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[4300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        return -1;
-    return 0;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1;
 }
 
 /* Each test starts from the standard configuration. */

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "test_util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +22,7 @@ static char tmpdir[4096];
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("TEGAMI_TEST_TMP");
-    if (base == NULL || *base == 0)
-        base = "/tmp";
-    mkdir(base, 0700);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/test_vuser.XXXXXX", base);
-    assert_non_null(mkdtemp(tmpdir));
+    assert_int_equal(test_scratch_dir(tmpdir, sizeof(tmpdir), "test_vuser"), 0);
 
     struct strbuf err = STRBUF_INIT, v = STRBUF_INIT;
     config_set_directory(tmpdir);
@@ -41,9 +38,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[4200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return test_remove_tree(tmpdir) == 0 ? 0 : -1;
 }
 
 static void write_users(const char *text)
