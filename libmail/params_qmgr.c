@@ -24,6 +24,9 @@ const struct config_param params_qmgr[] = {
     {"bounce_size_limit", CONFIG_SIZE, "50000", 0, 100LL * 1024 * 1024,
      "largest original message returned whole in a bounce (RET=FULL); larger ones get headers "
      "only"},
+    {"queue_file_reuse_limit", CONFIG_INT, "10000", 0, 1000000,
+     "maximum number of delivered queue files kept (emptied) in pool/ for reuse by new mail, "
+     "which saves an inode allocation per message; 0 removes them"},
     {"qmgr_stale_file_time", CONFIG_TIME, "1d", 60, 365 * DAY,
      "age after which qmgr removes left-over temporary (dot) files from queue directories"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},

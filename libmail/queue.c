@@ -24,6 +24,7 @@
 #include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "queue_pool.h"
 
 #define QUEUE_TIME_DIGITS 11
 #define QUEUE_INODE_DIGITS_MAX (QUEUE_ID_MAX - 1 - QUEUE_TIME_DIGITS)
@@ -181,6 +182,7 @@ int queue_make_dirs(const char *root, bool sandbox, struct strbuf *err)
         {"maildrop", 01733, 0700}, {"incoming", 0700, 0700}, {"active", 0700, 0700},
         {"deferred", 0700, 0700},  {"hold", 0700, 0700},     {"corrupt", 0700, 0700},
         {"private", 0700, 0700},   {"public", 0755, 0755},   {"pid", 0755, 0755},
+        {QUEUE_POOL_DIR, 0700, 0700},
     };
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         strbuf_reset(&path);
@@ -227,6 +229,10 @@ int queue_create(enum queue_dir dir, struct queue_new *qn, struct strbuf *err)
         random_hex(hex, 12);
         snprintf(qn->tmpname, sizeof(qn->tmpname), ".t%s", hex);
         queue_path(&path, dir, qn->tmpname);
+        /* A reused (emptied) file first: no inode allocation (queue_pool.h). */
+        if (dir == QUEUE_INCOMING && attempt == 0 &&
+            (qn->fd = queue_pool_take(dir, qn->tmpname)) >= 0)
+            break;
         qn->fd = open(path.data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (qn->fd >= 0 || errno != EEXIST)
             break;

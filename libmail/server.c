@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,41 +181,52 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
     sigset_t waitmask = orig;
     sigdelset(&waitmask, SIGTERM);
 
+    /*
+     * All idle processes of a service wait on the same listener. With poll()
+     * every connection would wake all of them and all but one would find
+     * nothing to accept; EPOLLEXCLUSIVE wakes one (the "accept lock" of
+     * Postfix, without a lock). The status pipe is watched for master's exit.
+     */
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0)
+        msg_fatal("epoll_create1: %s", strerror(errno));
+    struct epoll_event ev = {.events = EPOLLIN | (is_socket ? EPOLLEXCLUSIVE : 0u),
+                             .data.u32 = 0};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, SERVER_LISTEN_FD, &ev) < 0)
+        msg_fatal("epoll_ctl listener fd %d: %s", SERVER_LISTEN_FD, strerror(errno));
+    if (server_status_ok) {
+        struct epoll_event sev = {.events = 0, .data.u32 = 1}; /* EPOLLERR/EPOLLHUP only */
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, SERVER_STATUS_FD, &sev) < 0)
+            msg_fatal("epoll_ctl status fd: %s", strerror(errno));
+    }
+
     time_t idle_since = time(NULL);
     while (!server_should_exit()) {
-        struct pollfd p[2];
-        nfds_t n = 1;
-        p[0].fd = SERVER_LISTEN_FD;
-        p[0].events = POLLIN;
-        p[0].revents = 0;
-        if (server_status_ok) {
-            p[1].fd = SERVER_STATUS_FD;
-            p[1].events = 0;
-            p[1].revents = 0;
-            n = 2;
-        }
         long long left = max_idle > 0 ? max_idle - (long long)(time(NULL) - idle_since) : 1;
         if (max_idle > 0 && left <= 0) {
             msg_debug("idle for %llds, exiting", max_idle);
             break;
         }
         /* Wake at least every second to notice reparenting. */
-        struct timespec ts = {.tv_sec = left > 1 ? 1 : left, .tv_nsec = 0};
-        int r = ppoll(p, n, &ts, &waitmask);
+        struct epoll_event got[2];
+        int r = epoll_pwait(ep, got, 2, left > 1 ? 1000 : (int)left * 1000, &waitmask);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
-            msg_fatal("poll: %s", strerror(errno));
+            msg_fatal("epoll_wait: %s", strerror(errno));
         }
-        if (r == 0)
-            continue;
-        if (n == 2 && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))) {
+        bool readable = false, master_gone = false;
+        for (int k = 0; k < r; k++) {
+            if (got[k].data.u32 == 1 && (got[k].events & (EPOLLERR | EPOLLHUP)))
+                master_gone = true;
+            else if (got[k].data.u32 == 0)
+                readable = true;
+        }
+        if (master_gone) {
             msg_debug("master went away, exiting");
             break;
         }
-        if (p[0].revents & POLLNVAL)
-            msg_fatal("listener fd %d is not open", SERVER_LISTEN_FD);
-        if (!(p[0].revents & (POLLIN | POLLERR | POLLHUP)))
+        if (!readable)
             continue;
 
         struct server_client client;

@@ -24,6 +24,7 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "qmgr.h"
+#include "queue_pool.h"
 #include "recipient.h"
 
 #define REMOTE_DSN "4.4.1"
@@ -107,6 +108,17 @@ void qmgr_activate(enum queue_dir dir, const char *id, bool force)
         if (queue_move(id, QUEUE_ACTIVE, dir) < 0)
             msg_warn("%s: move back to %s: %m", id, queue_dir_name(dir));
         return;
+    }
+    {
+        /* An empty file is one we emptied for reuse (queue_pool_put) and then crashed. */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_size == 0) {
+            msg_info("%s: empty queue file (delivered, emptied for reuse): removed", id);
+            if (queue_remove(QUEUE_ACTIVE, id) < 0 && errno != ENOENT)
+                msg_warn("%s: remove: %m", id);
+            close(fd);
+            return;
+        }
     }
     m = mycalloc(1, sizeof(*m));
     m->fd = fd;
@@ -235,14 +247,21 @@ void qmgr_finalize(struct qmgr_msg *m)
     }
     myfree(fail);
     myfree(notify);
+    qmgr_success(m); /* RFC 3461 NOTIFY=SUCCESS: this round's deliveries (bounce.c) */
 
     if (npending == 0) {
+        /* Done: the emptied file goes to pool/ for the next message (queue_pool.h). */
+        if (qmgr.pool_files < (size_t)qmgr.reuse_limit &&
+            queue_pool_put(QUEUE_ACTIVE, m->id, m->fd) == 0) {
+            qmgr.pool_files++;
+            msg_info("%s: removed", m->id);
+        } else if (queue_remove(QUEUE_ACTIVE, m->id) < 0 && errno != ENOENT) {
+            msg_warn("%s: remove: %m", m->id);
+        } else {
+            msg_info("%s: removed", m->id);
+        }
         close(m->fd);
         m->fd = -1;
-        if (queue_remove(QUEUE_ACTIVE, m->id) < 0 && errno != ENOENT)
-            msg_warn("%s: remove: %m", m->id);
-        else
-            msg_info("%s: removed", m->id);
     } else {
         long long delay = qmgr_backoff(age, qmgr.min_backoff, qmgr.max_backoff);
         struct timespec ts[2];

@@ -23,6 +23,7 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "qmgr.h"
+#include "queue_pool.h"
 #include "server.h"
 
 #define FIFO_LINE_MAX 64 /* "I" + queue ID + LF fits with room to spare */
@@ -69,6 +70,7 @@ static void qmgr_post_init(void)
     qmgr.bounce_size_limit = config_size("bounce_size_limit");
     qmgr.stale_time = config_time("qmgr_stale_file_time");
     qmgr.ipc_timeout = config_time("ipc_timeout");
+    qmgr.reuse_limit = config_int("queue_file_reuse_limit");
     qmgr.myhostname = config_str("myhostname");
     fit_active_limit();
     strbuf_init(&qmgr.local_path, 128);
@@ -99,6 +101,9 @@ static void fifo_request(const char *line, size_t len)
             msg_warn("fifo: bad queue ID \"%s\": ignored", id);
             return;
         }
+        /* New mail most likely took a file from pool/ (a guess; recounted every run). */
+        if (qmgr.pool_files > 0)
+            qmgr.pool_files--;
         /* Fast path: straight to active/ when there is room, no scan. */
         if (qmgr.todo_head == NULL && qmgr.nactive < (size_t)qmgr.active_limit)
             qmgr_activate(QUEUE_INCOMING, id, false);
@@ -163,6 +168,7 @@ static void qmgr_loop(int fifo_fd)
     qmgr_recover_active();
     qmgr_scan(QUEUE_INCOMING, false);
     qmgr_scan(QUEUE_DEFERRED, false);
+    qmgr.pool_files = queue_pool_trim((size_t)qmgr.reuse_limit, (time_t)qmgr.run_delay);
     next_run = time(NULL) + qmgr.run_delay;
 
     while (!server_should_exit()) {
@@ -190,6 +196,8 @@ static void qmgr_loop(int fifo_fd)
             qmgr_scan(QUEUE_DEFERRED, false);
             if (qmgr.todo_head == NULL)
                 qmgr_scan(QUEUE_INCOMING, false); /* a lost wake-up must not strand mail */
+            /* Files unused for a whole run are not needed: give their inodes back. */
+            qmgr.pool_files = queue_pool_trim((size_t)qmgr.reuse_limit, (time_t)qmgr.run_delay);
             next_run = now + qmgr.run_delay;
         }
     }

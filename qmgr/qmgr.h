@@ -70,6 +70,7 @@ struct qmgr_state {
     long long bounce_size_limit;
     long long stale_time;
     long long ipc_timeout;
+    long long reuse_limit; /* queue_file_reuse_limit */
     const char *myhostname;
     struct strbuf local_path;
 
@@ -80,6 +81,7 @@ struct qmgr_state {
     bool rescan_incoming; /* the todo list overflowed: scan incoming/ when it empties */
     struct qmgr_job *job_head, *job_tail;
     size_t njobs;
+    size_t pool_files; /* estimate of the files in pool/ (recounted every queue run) */
 };
 
 extern struct qmgr_state qmgr;
@@ -113,6 +115,8 @@ void qmgr_deliver_shutdown(void);
 /* bounce.c */
 /* Queue one DSN for the listed recipients (this round's failures). 0, or -1: keep them pending. */
 int qmgr_bounce(struct qmgr_msg *m, const size_t *idx, size_t n);
+/* Queue one success DSN for this round's delivered recipients that asked (NOTIFY=SUCCESS). */
+void qmgr_success(struct qmgr_msg *m);
 
 /* retry.c */
 /* Seconds until the next attempt of a message that is age seconds old. */

@@ -1,0 +1,205 @@
+/*
+ * queue_pool - reuse of delivered queue files. See queue_pool.h.
+ *
+ * take() keeps a small per-process list of names read from pool/ with one
+ * getdents; several processes read the same names, so a rename that finds
+ * nothing (ENOENT: a sibling was faster) just moves on to the next name.
+ * The list is shuffled so that siblings do not all race for the same one.
+ */
+#include "queue_pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msg.h"
+#include "strbuf.h"
+
+#define POOL_BATCH 64    /* names remembered per refill */
+#define POOL_TRIES 16    /* renames tried per take */
+#define POOL_EMPTY_MS 200 /* an empty pool is not looked at again for this long */
+
+static struct {
+    char names[POOL_BATCH][QUEUE_ID_MAX];
+    size_t n, next;
+    long long empty_until_ms;
+    unsigned long long rnd;
+} cache;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pool_dir(struct strbuf *out)
+{
+    strbuf_reset(out);
+    strbuf_printf(out, "%s/%s", queue_root(), QUEUE_POOL_DIR);
+}
+
+static unsigned long long next_rnd(void)
+{
+    if (cache.rnd == 0)
+        cache.rnd = ((unsigned long long)getpid() << 32) ^ (unsigned long long)mono_ms() ^ 1;
+    cache.rnd = cache.rnd * 6364136223846793005ULL + 1442695040888963407ULL;
+    return cache.rnd >> 33;
+}
+
+/* Read up to POOL_BATCH names from pool/. false when there are none. */
+static bool refill(void)
+{
+    struct strbuf path = STRBUF_INIT;
+    DIR *d;
+    struct dirent *de;
+
+    cache.n = cache.next = 0;
+    pool_dir(&path);
+    d = opendir(path.data);
+    strbuf_release(&path);
+    if (d == NULL)
+        return false;
+    while (cache.n < POOL_BATCH && (de = readdir(d)) != NULL) {
+        if (!queue_id_valid(de->d_name))
+            continue; /* ".", "..", anything else */
+        memcpy(cache.names[cache.n++], de->d_name, strlen(de->d_name) + 1); /* valid: fits */
+    }
+    closedir(d);
+    for (size_t i = cache.n; i > 1; i--) {
+        size_t j = (size_t)(next_rnd() % i);
+        char tmp[QUEUE_ID_MAX];
+        memcpy(tmp, cache.names[i - 1], QUEUE_ID_MAX);
+        memcpy(cache.names[i - 1], cache.names[j], QUEUE_ID_MAX);
+        memcpy(cache.names[j], tmp, QUEUE_ID_MAX);
+    }
+    return cache.n > 0;
+}
+
+static int rename_noreplace(const char *from, const char *to)
+{
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+#endif
+    if (link(from, to) < 0)
+        return -1;
+    if (unlink(from) < 0)
+        msg_warn("unlink %s: %m", from);
+    return 0;
+}
+
+int queue_pool_take(enum queue_dir dir, const char *tmpname)
+{
+    struct strbuf from = STRBUF_INIT, to = STRBUF_INIT;
+    int fd = -1;
+    bool refilled = false;
+
+    if (cache.next >= cache.n && mono_ms() < cache.empty_until_ms)
+        return -1;
+    strbuf_printf(&to, "%s/%s/%s", queue_root(), queue_dir_name(dir), tmpname);
+    for (int tries = 0; tries < POOL_TRIES && fd < 0; tries++) {
+        if (cache.next >= cache.n) {
+            if (refilled || !refill()) {
+                cache.empty_until_ms = mono_ms() + POOL_EMPTY_MS;
+                break;
+            }
+            refilled = true;
+        }
+        const char *name = cache.names[cache.next++];
+        strbuf_reset(&from);
+        strbuf_printf(&from, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, name);
+        if (rename_noreplace(from.data, to.data) < 0) {
+            if (errno == ENOENT)
+                continue; /* a sibling took it */
+            break;        /* anything else: create a file the usual way */
+        }
+        fd = open(to.data, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+            st.st_uid == geteuid() && (st.st_size == 0 || ftruncate(fd, 0) == 0))
+            break;
+        /* Not a file we would have put there: drop it, never write into it. */
+        msg_warn("%s: unexpected file in the queue file pool: removed", from.data);
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+        if (unlink(to.data) < 0 && errno != ENOENT)
+            msg_warn("unlink %s: %m", to.data);
+    }
+    strbuf_release(&from);
+    strbuf_release(&to);
+    return fd;
+}
+
+int queue_pool_put(enum queue_dir dir, const char *id, int fd)
+{
+    struct strbuf from = STRBUF_INIT, to = STRBUF_INIT;
+    int rc;
+
+    if (!queue_id_valid(id)) {
+        errno = EINVAL;
+        return -1;
+    }
+    queue_path(&from, dir, id);
+    strbuf_printf(&to, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, id);
+    /*
+     * Truncate first: once the file is in pool/ a new message may be written
+     * into it at any moment, so it must never be touched through fd again. A
+     * crash in between leaves an empty file in dir/, which qmgr recognises
+     * (a queue file is never empty) and removes.
+     */
+    rc = ftruncate(fd, 0);
+    if (rc == 0)
+        rc = rename_noreplace(from.data, to.data);
+    int saved = errno;
+    strbuf_release(&from);
+    strbuf_release(&to);
+    errno = saved;
+    return rc;
+}
+
+size_t queue_pool_trim(size_t keep, time_t max_idle)
+{
+    struct strbuf path = STRBUF_INIT, file = STRBUF_INIT;
+    size_t left = 0;
+    time_t now = time(NULL);
+    DIR *d;
+    struct dirent *de;
+
+    pool_dir(&path);
+    if (mkdir(path.data, 0700) < 0 && errno != EEXIST)
+        msg_warn("mkdir %s: %m", path.data);
+    if ((d = opendir(path.data)) == NULL) {
+        strbuf_release(&path);
+        return 0;
+    }
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        bool drop = left >= keep || !queue_id_valid(de->d_name);
+        if (!drop && max_idle > 0 && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            drop = now - st.st_ctime > max_idle;
+        if (!drop) {
+            left++;
+            continue;
+        }
+        if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
+            strbuf_reset(&file);
+            strbuf_printf(&file, "%s/%s", path.data, de->d_name);
+            msg_warn("unlink %s: %m", file.data);
+        }
+    }
+    closedir(d);
+    strbuf_release(&path);
+    strbuf_release(&file);
+    return left;
+}

@@ -1,0 +1,53 @@
+/*
+ * queue_pool - reuse of delivered queue files ($queue_directory/pool/).
+ *
+ * Why: creating a file allocates an inode and removing one frees it. On
+ * ext4 the allocator skips inodes freed in the last minute (without a
+ * journal it checks each one in the inode table, under the directory
+ * lock), so a queue that creates and removes a thousand files a second
+ * spends most of its create time scanning. Instead, qmgr empties a file it
+ * is done with and renames it into pool/; queue_create() for incoming/
+ * renames one back under a temporary name and writes the new message into
+ * it. Every step is a rename, so a crash leaves either an empty file in
+ * pool/ or an ordinary temporary (dot) file in incoming/.
+ *
+ * A pool file is always empty (truncated before it enters pool/), owned by
+ * mail_owner, mode 0600. Names in pool/ are the queue IDs the files last
+ * had; they mean nothing. qmgr bounds the pool (queue_file_reuse_limit)
+ * and removes files that sat unused for a queue run (queue_pool_trim).
+ *
+ * Callers: queue.c (take), qmgr (put, trim).
+ */
+#ifndef TEGAMI_QUEUE_POOL_H
+#define TEGAMI_QUEUE_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "queue.h"
+
+#define QUEUE_POOL_DIR "pool"
+
+/*
+ * Take an empty file from pool/ and rename it to dir/tmpname (which must
+ * not exist). Returns an fd open read-write, or -1 when the pool is empty
+ * or unusable (the caller creates a new file). Remembers an empty pool for
+ * a second, so an idle pool costs nothing.
+ */
+int queue_pool_take(enum queue_dir dir, const char *tmpname);
+
+/*
+ * Put the file dir/id, whose open descriptor is fd, into pool/: truncate
+ * it to zero, then rename. 0, or -1 with errno (the file is left in dir/,
+ * possibly empty). The caller must not use fd for anything but close().
+ */
+int queue_pool_put(enum queue_dir dir, const char *id, int fd);
+
+/*
+ * Remove pool files beyond keep, and those not changed for max_idle
+ * seconds (0: keep them). Returns the number of files left.
+ */
+size_t queue_pool_trim(size_t keep, time_t max_idle);
+
+#endif

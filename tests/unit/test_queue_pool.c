@@ -1,0 +1,108 @@
+/* Unit tests for libmail/queue_pool.c: reuse of delivered queue files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "test_util.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "queue_pool.h"
+
+static char root[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    if (test_scratch_dir(root, sizeof(root), "qpoolXXXXX") < 0)
+        return -1;
+    queue_set_root(root);
+    struct strbuf err = STRBUF_INIT;
+    int rc = queue_make_dirs(root, false, &err);
+    strbuf_release(&err);
+    return rc;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return test_remove_tree(root) == 0 ? 0 : -1;
+}
+
+/* Commit a message with the given bytes into incoming/; returns its ID in qn. */
+static void commit_msg(struct queue_new *qn, const char *text)
+{
+    assert_int_equal(queue_create(QUEUE_INCOMING, qn, NULL), 0);
+    assert_int_equal(write(qn->fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(queue_commit(qn, NULL), 0);
+}
+
+static void test_pool_put_empties_and_take_reuses_the_inode(void **state)
+{
+    (void)state;
+    struct queue_new a, b;
+    struct stat st, st2;
+
+    commit_msg(&a, "first message, delivered");
+    int fd = queue_open(QUEUE_INCOMING, a.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd), 0);
+    close(fd);
+    assert_true(queue_open(QUEUE_INCOMING, a.id, false) < 0);
+
+    /* The next new file is the same inode, empty, under a new ID (after the
+     * 200 ms for which the first create remembered the pool as empty). */
+    usleep(250 * 1000);
+    commit_msg(&b, "second");
+    fd = queue_open(QUEUE_INCOMING, b.id, false);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st2), 0);
+    close(fd);
+    assert_int_equal(st.st_ino, st2.st_ino);
+    assert_int_equal(st2.st_size, 6);
+    assert_string_not_equal(a.id, b.id);
+    assert_int_equal(queue_pool_trim(100, 0), 0);
+}
+
+static void test_pool_take_on_empty_pool_returns_minus_one(void **state)
+{
+    (void)state;
+    assert_int_equal(queue_pool_take(QUEUE_INCOMING, ".tnothing"), -1);
+}
+
+static void test_pool_trim_keeps_at_most_keep(void **state)
+{
+    (void)state;
+    struct queue_new q[5];
+    for (int i = 0; i < 5; i++)
+        commit_msg(&q[i], "x");
+    for (int i = 0; i < 5; i++) {
+        int fd = queue_open(QUEUE_INCOMING, q[i].id, true);
+        assert_true(fd >= 0);
+        assert_int_equal(queue_pool_put(QUEUE_INCOMING, q[i].id, fd), 0);
+        close(fd);
+    }
+    assert_int_equal(queue_pool_trim(3, 0), 3);
+    assert_int_equal(queue_pool_trim(0, 0), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        /* Before the empty-pool test: an empty pool is not looked at again for 200 ms. */
+        cmocka_unit_test_setup_teardown(test_pool_put_empties_and_take_reuses_the_inode, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_pool_trim_keeps_at_most_keep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_take_on_empty_pool_returns_minus_one, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
