@@ -37,7 +37,7 @@
 
 static const struct config_param *const config_tables[] = {
     params_global, params_master, params_smtpd, params_qmgr,
-    params_local,  params_pop3d,  params_pickup, NULL,
+    params_local,  params_pop3d,  params_pickup, params_anvil, params_tls, NULL,
 };
 
 /* One parameter's sources and cached expansion. */

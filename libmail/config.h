@@ -49,6 +49,8 @@ extern const struct config_param params_qmgr[];   /* params_qmgr.c */
 extern const struct config_param params_local[];  /* params_local.c */
 extern const struct config_param params_pop3d[];  /* params_pop3d.c */
 extern const struct config_param params_pickup[]; /* params_pickup.c */
+extern const struct config_param params_tls[];    /* params_tls.c */
+extern const struct config_param params_anvil[];  /* params_anvil.c */
 
 /* Set the config directory explicitly (-c DIR). */
 void config_set_directory(const char *dir);

@@ -268,11 +268,12 @@ void dsn_compose(const struct dsn_request *req, struct strbuf *out)
 
     /* Part 3: what was returned. */
     strbuf_printf(out, "--%s\n", boundary.data);
+    const char *what = nfailed > 0 || ndelayed > 0 ? "Undelivered" : "Delivered";
     if (req->original_full) {
-        strbuf_puts(out, "Content-Description: Undelivered Message\n");
+        strbuf_printf(out, "Content-Description: %s Message\n", what);
         strbuf_puts(out, "Content-Type: message/rfc822\n");
     } else {
-        strbuf_puts(out, "Content-Description: Undelivered Message Headers\n");
+        strbuf_printf(out, "Content-Description: %s Message Headers\n", what);
         strbuf_puts(out, "Content-Type: text/rfc822-headers\n");
     }
     if (eightbit)

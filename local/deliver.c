@@ -17,6 +17,7 @@
 
 #include "local.h"
 #include "maildir.h"
+#include "esmtp_params.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "queue.h"
@@ -245,6 +246,11 @@ int local_forward(const char *sender, const char *delivered_to, const char *cons
     qf_writer_arrival(w, time(NULL));
     qf_writer_sender(w, sender);
     qf_writer_client(w, NULL, NULL, NULL, "local");
+    /* RFC 6531: a UTF-8 envelope must stay SMTPUTF8 on its way out. */
+    bool utf8 = esmtp_non_ascii(sender) || esmtp_non_ascii(delivered_to);
+    for (size_t i = 0; i < n; i++)
+        utf8 = utf8 || esmtp_non_ascii(addrs[i]);
+    qf_writer_flags(w, utf8, false);
     for (size_t i = 0; i < n; i++)
         qf_writer_recipient(w, addrs[i], orig, 0);
     qf_writer_content_begin(w);

@@ -290,6 +290,21 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
     return 0;
 }
 
+/*
+ * The certificate that init makes (DIR/tls). Replace both lines to use a
+ * real one (README: certbot's fullchain.pem and privkey.pem); pop3d uses
+ * the same files unless pop3d_tls_cert_file/pop3d_tls_key_file say otherwise.
+ */
+static void init_tls_params(struct strbuf *cf, const char *dir)
+{
+    strbuf_puts(cf, "# TLS (STARTTLS, 465, STLS, 995): certificate chain and key, PEM.\n"
+                    "smtpd_tls_cert_file = ");
+    init_put_path(cf, dir);
+    strbuf_puts(cf, "/tls/cert.pem\nsmtpd_tls_key_file = ");
+    init_put_path(cf, dir);
+    strbuf_puts(cf, "/tls/key.pem\n");
+}
+
 static void init_main_cf(struct strbuf *cf, const struct init_opts *o, const char *dir,
                          const char *bindir)
 {
@@ -313,6 +328,7 @@ static void init_main_cf(struct strbuf *cf, const struct init_opts *o, const cha
         strbuf_puts(cf, "/data\ndaemon_directory = ");
         init_put_path(cf, bindir);
         strbuf_putc(cf, '\n');
+        init_tls_params(cf, dir);
         if (pw && pw->pw_name)
             strbuf_printf(cf, "mail_owner = %s\n", pw->pw_name);
     } else {
@@ -325,6 +341,7 @@ static void init_main_cf(struct strbuf *cf, const struct init_opts *o, const cha
         strbuf_puts(cf, "daemon_directory = ");
         init_put_path(cf, bindir);
         strbuf_putc(cf, '\n');
+        init_tls_params(cf, dir);
     }
 }
 
@@ -333,18 +350,30 @@ static void init_master_cf(struct strbuf *mc, const struct init_opts *o)
     const char *addr = o->address;
 
     strbuf_puts(mc, "# service          type  private unpriv chroot maxproc command\n");
-    if (addr) {
-        init_listen(mc, addr, o->offset + 25);
-        strbuf_puts(mc, " inet  n       -      n      -       smtpd\n");
-        init_listen(mc, addr, o->offset + 110);
-        strbuf_puts(mc, " inet  n       -      n      -       pop3d\n");
-    } else {
-        strbuf_printf(mc, "%-18ld inet  n       -      n      -       smtpd\n", o->offset + 25);
-        strbuf_printf(mc, "%-18ld inet  n       -      n      -       pop3d\n", o->offset + 110);
+    /* SMTP (MX), submission (RFC 6409), implicit-TLS submission (RFC 8314), POP3, POP3S. */
+    static const struct {
+        long port;
+        const char *command;
+        const char *overrides;
+    } services[] = {
+        {25, "smtpd", ""},
+        {587, "smtpd", "  -o smtpd_submission=yes\n"},
+        {465, "smtpd", "  -o smtpd_tls_wrappermode=yes\n  -o smtpd_submission=yes\n"},
+        {110, "pop3d", ""},
+        {995, "pop3d", "  -o pop3d_tls_wrappermode=yes\n"},
+    };
+    for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
+        if (addr)
+            init_listen(mc, addr, o->offset + services[i].port);
+        else
+            strbuf_printf(mc, "%-18ld", o->offset + services[i].port);
+        strbuf_printf(mc, " inet  n       -      n      -       %s\n%s", services[i].command,
+                      services[i].overrides);
     }
     strbuf_puts(mc, "qmgr               fifo  n       -      n      1       qmgr\n"
                     "pickup             fifo  n       -      n      1       pickup\n"
-                    "local              unix  -       -      n      -       local\n");
+                    "local              unix  -       -      n      -       local\n"
+                    "anvil              unix  -       -      n      1       anvil\n");
 }
 
 int mailctl_init(int argc, char **argv)
@@ -455,12 +484,14 @@ int mailctl_init(int argc, char **argv)
         printf("tegami sandbox created in %s\n"
                "  domain %s, host %s, mail for user@%s\n"
                "  SMTP  %s port %ld    POP3  %s port %ld\n"
+               "  submission port %ld (STARTTLS + AUTH), smtps port %ld, pop3s port %ld\n"
                "  add a user:  echo PASSWORD | %s/mailctl -c %s user add NAME\n"
                "  start:       %s/mailctl -c %s start\n"
                "  connect:     swaks --server %s --port %ld --to NAME@%s\n"
                "  stop:        %s/mailctl -c %s stop\n",
                dir, o.domain, config_str("myhostname"), o.domain, o.address, o.offset + 25,
-               o.address, o.offset + 110, bindir.data, dir, bindir.data, dir, o.address,
+               o.address, o.offset + 110, o.offset + 587, o.offset + 465, o.offset + 995,
+               bindir.data, dir, bindir.data, dir, o.address,
                o.offset + 25, o.domain, bindir.data, dir);
     } else {
         printf("tegami configuration created in %s\n"

@@ -572,9 +572,10 @@ int mailctl_check(int argc, char **argv)
     if (master_cf_load(&ents, &nents, &err) < 0) {
         check_report(&cs, err.data);
     } else {
-        const char *dd = config_str("daemon_directory");
-
         for (size_t i = 0; i < nents; i++) {
+            /* Re-read each time: config_reset below frees the previous value. */
+            const char *dd = config_str("daemon_directory");
+
             strbuf_reset(&path);
             strbuf_printf(&path, "%s/%s", dd, ents[i].argv[0]);
             if (access(path.data, X_OK) < 0)

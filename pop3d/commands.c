@@ -6,11 +6,13 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "sasl.h"
 #include "vuser.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -81,6 +83,22 @@ static void verify_dummy(const char *password)
     (void)vuser_verify(&dummy, password);
 }
 
+/*
+ * May this session send a password? Under TLS always; without it only from
+ * loopback (pop3d_plaintext_auth_loopback) or with pop3d_plaintext_auth.
+ */
+static bool login_allowed(const struct pop3_session *sess)
+{
+    return sess->tls != NULL || pop3d_params.plaintext_auth ||
+           (sess->loopback && pop3d_params.plaintext_auth_loopback);
+}
+
+static void reply_plaintext_refused(struct pop3_session *sess)
+{
+    msg_info("plaintext login refused without TLS from %s", sess->client);
+    pop3_session_error(sess, "-ERR [AUTH] Plaintext authentication disallowed without TLS");
+}
+
 static void reply_bad_state(struct pop3_session *sess)
 {
     pop3_session_error(sess, "-ERR Command not valid in this state");
@@ -95,6 +113,10 @@ static void reply_no_such_message(struct pop3_session *sess)
 
 static void cmd_user(struct pop3_session *sess, const struct pop3_command *cmd)
 {
+    if (!login_allowed(sess)) {
+        reply_plaintext_refused(sess);
+        return;
+    }
     myfree(sess->user);
     /* Always "+OK": an -ERR here would tell who has a mailbox. An invalid
      * name is remembered as "" and fails at PASS like a wrong password. */
@@ -120,12 +142,9 @@ static void auth_failed(struct pop3_session *sess)
     }
 }
 
-static void cmd_pass(struct pop3_session *sess, const struct pop3_command *cmd)
+/* Verify sess->user (set, "" = invalid) with password; on success TRANSACTION begins. */
+static void login(struct pop3_session *sess, const char *password, const char *method)
 {
-    if (sess->user == NULL) {
-        pop3_session_error(sess, "-ERR USER first");
-        return;
-    }
     struct vuser u;
     struct strbuf err = STRBUF_INIT;
     memset(&u, 0, sizeof(u));
@@ -139,12 +158,12 @@ static void cmd_pass(struct pop3_session *sess, const struct pop3_command *cmd)
         return;
     }
     if (found == 0) {
-        verify_dummy(cmd->arg);
+        verify_dummy(password);
         strbuf_release(&err);
         auth_failed(sess);
         return;
     }
-    if (!vuser_verify(&u, cmd->arg)) {
+    if (!vuser_verify(&u, password)) {
         vuser_release(&u);
         strbuf_release(&err);
         auth_failed(sess);
@@ -171,37 +190,143 @@ static void cmd_pass(struct pop3_session *sess, const struct pop3_command *cmd)
     size_t count;
     unsigned long long size;
     pop3_mailbox_stat(&sess->mb, &count, &size);
-    msg_info("login: user=%s, client=%s, method=USER, messages=%zu, size=%llu", sess->login,
-             sess->client, count, size);
+    msg_info("login: user=%s, client=%s, method=%s, tls=%s, messages=%zu, size=%llu",
+             sess->login, sess->client, method, sess->tls ? tls_conn_version(sess->tls) : "no",
+             count, size);
     pop3_reply(sess, "+OK Logged in, %zu messages (%llu octets)", count, size);
 }
 
-/* Hook for the TLS work: RFC 2595 §4. Until then STLS is not offered. */
+static void cmd_pass(struct pop3_session *sess, const struct pop3_command *cmd)
+{
+    if (!login_allowed(sess)) {
+        reply_plaintext_refused(sess);
+        return;
+    }
+    if (sess->user == NULL) {
+        pop3_session_error(sess, "-ERR USER first");
+        return;
+    }
+    login(sess, cmd->arg, "USER");
+}
+
+/* RFC 2595 §4: STLS, then the session starts over (a USER given before is forgotten). */
 static void cmd_stls(struct pop3_session *sess)
 {
-    pop3_reply(sess, "-ERR STLS not available");
+    if (pop3d_tls_ctx == NULL) {
+        pop3_session_error(sess, "-ERR STLS not available");
+        return;
+    }
+    if (sess->tls != NULL) {
+        pop3_session_error(sess, "-ERR Command not permitted when TLS active");
+        return;
+    }
+    pop3_reply(sess, "+OK Begin TLS negotiation");
+    if (pop3_session_start_tls(sess) < 0) {
+        sess->state = POP3_STATE_DONE;
+        return;
+    }
+    myfree(sess->user);
+    sess->user = NULL;
 }
 
-/* Hook for the SASL work: RFC 5034. Until then no mechanism is offered. */
-static void cmd_auth(struct pop3_session *sess)
+/*
+ * RFC 5034 AUTH PLAIN, with an initial response (SASL-IR) or after a "+ "
+ * continuation. "AUTH" alone lists the mechanisms.
+ */
+static void cmd_auth(struct pop3_session *sess, const struct pop3_command *cmd)
 {
-    pop3_reply(sess, "-ERR [AUTH] No SASL mechanisms available");
+    if (cmd->arg_len == 0) {
+        pop3_reply(sess, "+OK");
+        if (login_allowed(sess))
+            pop3_reply(sess, "PLAIN");
+        pop3_reply(sess, ".");
+        return;
+    }
+    const char *sp = strchr(cmd->arg, ' ');
+    size_t mlen = sp ? (size_t)(sp - cmd->arg) : cmd->arg_len;
+    if (mlen != 5 || strncasecmp(cmd->arg, "PLAIN", 5) != 0) {
+        pop3_session_error(sess, "-ERR [AUTH] Unsupported authentication mechanism");
+        return;
+    }
+    if (!login_allowed(sess)) {
+        reply_plaintext_refused(sess);
+        return;
+    }
+    struct strbuf line = STRBUF_INIT;
+    const char *resp;
+    size_t rlen;
+    if (sp) {
+        resp = sp + 1;
+        rlen = cmd->arg_len - mlen - 1;
+    } else {
+        pop3_reply(sess, "+ ");
+        if (stream_flush(sess->stream) < 0) {
+            sess->state = POP3_STATE_DONE;
+            return;
+        }
+        enum stream_result r =
+            stream_read_line(sess->stream, &line, (size_t)pop3d_params.line_limit);
+        if (r != STREAM_OK) {
+            if (r == STREAM_PARTIAL)
+                msg_warn("SASL response too long from %s", sess->client);
+            else
+                msg_info("lost connection during AUTH from %s", sess->client);
+            strbuf_release(&line);
+            sess->state = POP3_STATE_DONE;
+            return;
+        }
+        strbuf_truncate(&line, line.len - 1);
+        if (line.len > 0 && line.data[line.len - 1] == '\r')
+            strbuf_truncate(&line, line.len - 1);
+        resp = line.data;
+        rlen = line.len;
+    }
+    if (sasl_is_cancel(resp, rlen)) {
+        strbuf_release(&line);
+        pop3_reply(sess, "-ERR [AUTH] Authentication cancelled");
+        return;
+    }
+    struct sasl_creds cr;
+    const char *why = NULL;
+    int r = sasl_plain_decode(resp, rlen, &cr, &why);
+    if (line.data)
+        explicit_bzero(line.data, line.len);
+    strbuf_release(&line);
+    if (r < 0) {
+        msg_warn("malformed SASL PLAIN response from %s: %s", sess->client, why);
+        pop3_session_error(sess, "-ERR [AUTH] Malformed authentication response");
+        return;
+    }
+    myfree(sess->user);
+    /* RFC 4616: an authzid other than the login asks to act as someone else: refused. */
+    if (cr.authzid[0] != '\0' && strcmp(cr.authzid, cr.authcid) != 0)
+        sess->user = NULL;
+    else
+        sess->user = login_name(cr.authcid);
+    if (sess->user == NULL)
+        sess->user = mystrdup("");
+    login(sess, cr.passwd, "PLAIN");
+    sasl_creds_release(&cr);
 }
 
-/* RFC 2449 §5. The list is the same in both states. */
+/* RFC 2449 §5. STLS and SASL only before login. */
 static void cmd_capa(struct pop3_session *sess)
 {
     pop3_reply(sess, "+OK Capability list follows");
     pop3_reply(sess, "TOP");
     pop3_reply(sess, "UIDL");
-    /* XXX: offered on plain connections while tegami has no TLS. */
-    pop3_reply(sess, "USER");
+    /* RFC 2595 §4 / RFC 5034: logins only where passwords may be sent. */
+    if (login_allowed(sess))
+        pop3_reply(sess, "USER");
     pop3_reply(sess, "RESP-CODES");
     pop3_reply(sess, "AUTH-RESP-CODE");
     pop3_reply(sess, "PIPELINING");
     pop3_reply(sess, "EXPIRE NEVER");
     pop3_reply(sess, "IMPLEMENTATION tegami");
-    /* TLS/SASL: "STLS" and "SASL <mechanisms>" go here. */
+    if (sess->state == POP3_STATE_AUTH && pop3d_tls_ctx != NULL && sess->tls == NULL)
+        pop3_reply(sess, "STLS");
+    if (sess->state == POP3_STATE_AUTH && login_allowed(sess))
+        pop3_reply(sess, "SASL PLAIN");
     pop3_reply(sess, ".");
 }
 
@@ -353,7 +478,7 @@ void pop3_command_run(struct pop3_session *sess, const struct pop3_command *cmd)
         else if (cmd->verb == POP3_STLS)
             cmd_stls(sess);
         else
-            cmd_auth(sess);
+            cmd_auth(sess, cmd);
         return;
     default:
         break;

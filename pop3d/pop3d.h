@@ -19,6 +19,7 @@
 #include "server.h"
 #include "stream.h"
 #include "strbuf.h"
+#include "tls.h"
 
 /* Parameters, read once in post_init (see libmail/params_pop3d.c). */
 struct pop3d_params {
@@ -27,9 +28,16 @@ struct pop3d_params {
     long long auth_limit;      /* pop3d_auth_failure_limit */
     long long line_limit;      /* pop3d_line_length_limit, CRLF included */
     long long error_limit;     /* pop3d_error_limit */
+    bool plaintext_auth;          /* pop3d_plaintext_auth */
+    bool plaintext_auth_loopback; /* pop3d_plaintext_auth_loopback */
+    int tls_timeout_ms;           /* tls_handshake_timeout */
 };
 extern struct pop3d_params pop3d_params;
 void pop3d_params_load(void);
+/* The TLS server context (main.c, pre_init), NULL when no certificate is configured. */
+extern struct tls_ctx *pop3d_tls_ctx;
+/* pop3d_tls_wrappermode: POP3S, the handshake comes before the greeting. */
+extern bool pop3d_tls_wrapper;
 
 /* The mailbox of a logged-in session. */
 struct pop3_mailbox {
@@ -76,7 +84,12 @@ struct pop3_session {
     bool have_mailbox;
     unsigned long retrieved; /* RETR count, for the log */
     unsigned long long retrieved_bytes;
+    struct tls_conn *tls; /* after STLS or on POP3S */
+    bool loopback;        /* client on 127.0.0.0/8 or ::1 */
 };
+
+/* Run the TLS handshake on the session's stream: 0, or -1 (logged; end the session). */
+int pop3_session_start_tls(struct pop3_session *sess);
 
 /* Run one command; may set state to POP3_STATE_DONE to end the session. */
 void pop3_command_run(struct pop3_session *sess, const struct pop3_command *cmd);

@@ -2,6 +2,7 @@
 #include "pop3d.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -94,6 +95,46 @@ static const char *state_name(enum pop3_state s)
     return "?";
 }
 
+int pop3_session_start_tls(struct pop3_session *sess)
+{
+    struct strbuf err = STRBUF_INIT;
+    /* RFC 2595 §4: nothing the client pipelined before the handshake counts. */
+    stream_discard_input(sess->stream);
+    if (stream_flush(sess->stream) < 0) {
+        strbuf_release(&err);
+        return -1;
+    }
+    sess->tls = tls_conn_start(pop3d_tls_ctx, sess->stream, true, NULL,
+                               pop3d_params.tls_timeout_ms, &err);
+    if (sess->tls == NULL) {
+        msg_info("TLS handshake failed with %s: %s", sess->client, strbuf_str(&err));
+        strbuf_release(&err);
+        return -1;
+    }
+    strbuf_reset(&err);
+    tls_conn_describe(sess->tls, &err);
+    msg_info("TLS connection established from %s: %s%s", sess->client, strbuf_str(&err),
+             tls_conn_resumed(sess->tls) ? " (resumed)" : "");
+    strbuf_release(&err);
+    return 0;
+}
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool peer_is_loopback(const struct server_client *client)
+{
+    if (client->peer.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&client->peer;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (client->peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&client->peer;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}
+
 void pop3d_service(struct server_client *client)
 {
     struct pop3_session sess;
@@ -111,9 +152,14 @@ void pop3d_service(struct server_client *client)
     }
     sess.stream = stream_fdopen(client->fd);
     stream_set_timeout(sess.stream, (int)(pop3d_params.timeout * 1000));
+    sess.loopback = peer_is_loopback(client);
     msg_info("connect from %s", sess.client);
 
-    pop3_reply(&sess, "+OK tegami POP3 ready");
+    /* POP3S: the handshake comes before the greeting. */
+    if (pop3d_tls_wrapper && pop3_session_start_tls(&sess) < 0)
+        sess.state = POP3_STATE_DONE;
+    else
+        pop3_reply(&sess, "+OK tegami POP3 ready");
 
     struct strbuf line = STRBUF_INIT;
     /* Static: struct pop3_command holds a POP3_LINE_MAX buffer. */
@@ -183,5 +229,6 @@ void pop3d_service(struct server_client *client)
     strbuf_release(&line);
     myfree(sess.user);
     myfree(sess.login);
+    tls_conn_free(&sess.tls);
     stream_free(&sess.stream);
 }

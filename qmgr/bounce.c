@@ -1,10 +1,17 @@
 /*
- * bounce - queue a delivery status notification for failed recipients.
+ * bounce - queue a delivery status notification for failed recipients
+ * (qmgr_bounce) and, for recipients that asked with NOTIFY=SUCCESS (RFC
+ * 3461 §4.1), for delivered ones (qmgr_success).
  *
  * The DSN is an ordinary new queue file in incoming/ (null sender, the
  * is-bounce flag, one recipient: the original sender), committed (fsync +
  * rename + directory fsync) before the failed recipients are marked done,
  * and then put on the todo list like any new message.
+ *
+ * Success reports are best effort: local has already fsync'ed the mailbox
+ * and qmgr marked the recipient done, so a crash before the report is
+ * committed loses the report, never the mail (Postfix' trace is the same).
+ * They return headers only (RET applies to failures, RFC 3461 §4.3).
  */
 #include <string.h>
 #include <time.h>
@@ -22,7 +29,8 @@ static bool ascii_only(const char *s)
     return true;
 }
 
-int qmgr_bounce(struct qmgr_msg *m, const size_t *idx, size_t n)
+/* Compose and queue one DSN for recipients idx[0..n) with the given action. */
+static int queue_dsn(struct qmgr_msg *m, const size_t *idx, size_t n, enum dsn_action action)
 {
     struct dsn_rcpt *dr = mycalloc(n ? n : 1, sizeof(*dr));
     struct strbuf orig = STRBUF_INIT, text = STRBUF_INIT, err = STRBUF_INIT;
@@ -37,11 +45,13 @@ int qmgr_bounce(struct qmgr_msg *m, const size_t *idx, size_t n)
         const struct qmgr_rcpt_state *st = &m->st[idx[k]];
         dr[k].address = r->address;
         dr[k].orig = r->orig;
-        dr[k].action = DSN_ACTION_FAILED;
+        dr[k].action = action;
         dr[k].status = st->dsn;
         dr[k].reason = st->reason;
     }
-    if (dsn_read_original(m->fd, &m->qf, (size_t)qmgr.bounce_size_limit, &orig, &full) < 0) {
+    /* A full_limit of 0 returns the headers only. */
+    size_t full_limit = action == DSN_ACTION_FAILED ? (size_t)qmgr.bounce_size_limit : 0;
+    if (dsn_read_original(m->fd, &m->qf, full_limit, &orig, &full) < 0) {
         msg_warn("%s: read original for the notification: %m", m->id);
         strbuf_reset(&orig);
         full = false;
@@ -79,7 +89,8 @@ int qmgr_bounce(struct qmgr_msg *m, const size_t *idx, size_t n)
         msg_warn("%s: commit the non-delivery notification: %s", m->id, strbuf_str(&err));
         goto out;
     }
-    msg_info("%s: sender non-delivery notification: %s", m->id, qn.id);
+    msg_info("%s: sender %s notification: %s", m->id,
+             action == DSN_ACTION_DELIVERED ? "delivery status" : "non-delivery", qn.id);
     qmgr_todo_add(QUEUE_INCOMING, qn.id, false);
     ret = 0;
 out:
@@ -88,4 +99,26 @@ out:
     strbuf_release(&err);
     myfree(dr);
     return ret;
+}
+
+int qmgr_bounce(struct qmgr_msg *m, const size_t *idx, size_t n)
+{
+    return queue_dsn(m, idx, n, DSN_ACTION_FAILED);
+}
+
+void qmgr_success(struct qmgr_msg *m)
+{
+    size_t n = 0;
+    size_t *idx;
+
+    if (!dsn_wanted(&m->qf))
+        return; /* never to the null sender, never about a bounce */
+    idx = mycalloc(m->qf.nrcpts ? m->qf.nrcpts : 1, sizeof(*idx));
+    for (size_t i = 0; i < m->qf.nrcpts; i++)
+        if (m->st[i].result == '2' && dsn_rcpt_notify(&m->qf.rcpts[i], DSN_ACTION_DELIVERED))
+            idx[n++] = i;
+    if (n > 0 && queue_dsn(m, idx, n, DSN_ACTION_DELIVERED) < 0)
+        msg_warn("%s: delivery status notification for %zu recipient%s lost", m->id, n,
+                 n == 1 ? "" : "s");
+    myfree(idx);
 }

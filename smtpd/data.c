@@ -37,6 +37,8 @@ struct data_state {
     unsigned long long size;  /* content bytes (LF line ends) */
     unsigned long long limit; /* 0 = none */
     bool too_big;
+    struct smtpd_submission_hdrs sub; /* submission: Date/Message-ID seen (submission.c) */
+    const char *queue_id, *myhostname;
 };
 
 static void emit(struct data_state *d, const char *p, size_t n)
@@ -61,20 +63,33 @@ static void rfc5322_date(time_t t, char *buf, size_t len)
 }
 
 /* RFC 5321 §4.4 trace header, written as the first content lines. */
-static void received_header(struct data_state *d, const struct smtpd_data_ctx *c,
-                            const char *queue_id, time_t now)
+void smtpd_received_header(struct qf_writer *w, const struct smtpd_data_ctx *c,
+                           const char *queue_id, time_t now)
 {
     struct strbuf h = STRBUF_INIT;
     char date[64];
     rfc5322_date(now, date, sizeof(date));
-    strbuf_printf(&h, "Received: from %s (%s [%s])\n\tby %s (tegami) with %s id %s",
-                  c->helo ? c->helo : c->client_name, c->client_name, c->client_addr, c->myhostname,
-                  c->protocol, queue_id);
+    strbuf_printf(&h, "Received: from %s (%s [%s])\n", c->helo ? c->helo : c->client_name,
+                  c->client_name, c->client_addr);
+    if (c->tls_info)
+        strbuf_printf(&h, "\t(using %s)\n", c->tls_info);
+    strbuf_printf(&h, "\tby %s (tegami) with %s id %s", c->myhostname, c->protocol, queue_id);
     if (c->nrcpt == 1)
         strbuf_printf(&h, "\n\tfor <%s>", c->rcpts[0]);
     strbuf_printf(&h, "; %s\n", date);
     /* Our own header is not subject to the size limit's accounting. */
-    qf_writer_content(d->w, h.data, h.len);
+    qf_writer_content(w, h.data, h.len);
+    strbuf_release(&h);
+}
+
+/* End of the header section: add what a submission server must (RFC 6409 §8). */
+static void end_header(struct data_state *d)
+{
+    struct strbuf h = STRBUF_INIT;
+    d->in_header = false;
+    smtpd_submission_missing(&d->sub, d->queue_id, d->myhostname, &h);
+    if (h.len > 0)
+        qf_writer_content(d->w, h.data, h.len);
     strbuf_release(&h);
 }
 
@@ -83,9 +98,10 @@ static void count_header(struct data_state *d, const char *p, size_t n)
     if (!d->in_header)
         return;
     if (n == 2 && p[0] == '\r' && p[1] == '\n') {
-        d->in_header = false;
+        end_header(d);
         return;
     }
+    smtpd_submission_header(&d->sub, p, n);
     if (n >= 9 && strncasecmp(p, "Received:", 9) == 0)
         d->hops++;
 }
@@ -167,11 +183,14 @@ int smtpd_data(struct smtpd_data_ctx *c)
     qf_writer_arrival(d.w, now);
     qf_writer_sender(d.w, c->sender);
     qf_writer_client(d.w, c->client_name, c->client_addr, c->helo, c->protocol);
-    qf_writer_flags(d.w, false, false);
-    for (size_t i = 0; i < c->nrcpt; i++)
-        qf_writer_recipient(d.w, c->rcpts[i], NULL, 0);
+    if (c->sasl_user)
+        qf_writer_sasl_user(d.w, c->sasl_user);
+    smtpd_envelope_write(c->env, d.w, c->rcpts, c->nrcpt); /* flags, DSN, recipients */
     qf_writer_content_begin(d.w);
-    received_header(&d, c, qn.id, now);
+    smtpd_received_header(d.w, c, qn.id, now);
+    d.sub.active = c->submission;
+    d.queue_id = qn.id;
+    d.myhostname = c->myhostname;
 
     stream_printf(c->stream, "354 End data with <CR><LF>.<CR><LF>\r\n");
     stream_flush(c->stream);
@@ -198,6 +217,8 @@ int smtpd_data(struct smtpd_data_ctx *c)
         break;
     }
     strbuf_release(&chunk);
+    if (ret == 0 && d.in_header && !d.too_big)
+        end_header(&d); /* a message with no body: headers go at its end */
 
     if (ret < 0 || d.too_big || d.hops > c->limits->hopcount_limit) {
         qf_writer_abort(&d.w);

@@ -8,6 +8,7 @@
  */
 #include <stdlib.h>
 
+#include "abuse.h"
 #include "config.h"
 #include "msg.h"
 #include "server.h"
@@ -46,6 +47,8 @@ static void smtpd_post_init(void)
     policy.limits = &limits;
     policy.myhostname = config_str("myhostname");
     policy.classify = recipient_classify;
+    smtpd_submission_policy(&policy); /* TLS, AUTH, submission (submission.c) */
+    smtpd_abuse_init();
 }
 
 static void smtpd_service(struct server_client *client)
@@ -54,14 +57,18 @@ static void smtpd_service(struct server_client *client)
     /* DESIGN invariant 5: only mynetworks may relay (an empty list: nobody). */
     p.client_trusted = client->peer.ss_family != AF_UNIX &&
                        sock_networks_match(mynetworks, (const struct sockaddr *)&client->peer);
+    /* Connection limits and the pre-greeting check (abuse.c). */
+    if (!smtpd_abuse_connect(client, &banner))
+        return;
     smtpd_session_run(client, &limits, &p, &banner, forbidden);
+    smtpd_abuse_disconnect(client);
 }
 
 int main(int argc, char **argv)
 {
     static const struct server_spec spec = {
         .mode = SERVER_SINGLE,
-        .pre_init = NULL,
+        .pre_init = smtpd_tls_pre_init, /* certificates, before the privilege drop */
         .post_init = smtpd_post_init,
         .service = smtpd_service,
     };

@@ -22,6 +22,7 @@
 #include "server.h"
 #include "smtpd.h"
 #include "stream.h"
+#include "tls.h"
 
 struct smtpd_session {
     struct stream *stream;
@@ -39,6 +40,12 @@ struct smtpd_session {
     unsigned counts[SMTP_VERB_COUNT];
     unsigned ncommands;
     const char *last_verb; /* for "timeout after X" logs */
+    struct tls_conn *tls;  /* STARTTLS or implicit TLS (tls.c) */
+    char *tls_info;        /* "TLSv1.3 with cipher ..." */
+    char *sasl_user;       /* after AUTH (auth.c) */
+    int auth_failures;
+    struct smtpd_envelope env; /* SMTPUTF8/DSN options of the transaction (esmtp.c) */
+    struct smtpd_bdat *bdat;   /* BDAT transaction in progress (bdat.c) */
 };
 
 static void reset_transaction(struct smtpd_session *s)
@@ -49,6 +56,9 @@ static void reset_transaction(struct smtpd_session *s)
     myfree(s->sender);
     s->sender = NULL;
     s->st.mail_seen = false;
+    smtpd_envelope_reset(&s->env);
+    smtpd_bdat_free(&s->bdat);
+    s->st.smtputf8 = s->st.binarymime = s->st.bdat = false;
 }
 
 static bool is_forbidden(const struct smtpd_session *s, const struct smtp_cmd *cmd)
@@ -108,6 +118,9 @@ static void act(struct smtpd_session *s, const struct smtp_cmd *cmd)
         address_format(&cmd->path, &a);
         s->sender = strbuf_detach(&a, NULL);
         s->st.mail_seen = true;
+        smtpd_envelope_mail(&s->env, cmd);
+        s->st.smtputf8 = s->env.smtputf8;
+        s->st.binarymime = s->env.binarymime;
         break;
     }
     case SMTP_VERB_RCPT: {
@@ -125,6 +138,7 @@ static void act(struct smtpd_session *s, const struct smtp_cmd *cmd)
             s->rcpts = myreallocarray(s->rcpts, s->rcpt_cap, sizeof(*s->rcpts));
         }
         s->rcpts[s->st.nrcpt++] = strbuf_detach(&a, NULL);
+        smtpd_envelope_rcpt(&s->env, s->st.nrcpt - 1, cmd);
         break;
     }
     case SMTP_VERB_RSET:
@@ -135,8 +149,47 @@ static void act(struct smtpd_session *s, const struct smtp_cmd *cmd)
     }
 }
 
-/* DATA after its check passed: returns -1 to end the session. */
-static int act_data(struct smtpd_session *s)
+/*
+ * STARTTLS after its 220 was queued. RFC 3207 §4.2 / CVE-2011-0411:
+ * anything pipelined after the command is discarded, never executed, and
+ * everything learnt before TLS (HELO, transaction, AUTH) is forgotten.
+ */
+static int start_tls(struct smtpd_session *s)
+{
+    if (stream_buffered(s->stream) > 0)
+        msg_info("warning: discarding %zu bytes pipelined after STARTTLS from %s[%s]",
+                 stream_buffered(s->stream), s->client_name, s->client_addr);
+    stream_discard_input(s->stream);
+    if (stream_flush(s->stream) < 0)
+        return -1;
+    if (smtpd_tls_handshake(s->stream, s->client_name, s->client_addr, &s->tls, &s->tls_info) < 0)
+        return -1;
+    reset_transaction(s);
+    myfree(s->helo);
+    s->helo = NULL;
+    myfree(s->sasl_user);
+    s->sasl_user = NULL;
+    s->st.helo_seen = s->st.esmtp = false;
+    s->st.sasl_user = NULL;
+    s->st.tls = true;
+    return 0;
+}
+
+/* AUTH after its check passed (auth.c): returns -1 to end the session. */
+static int start_auth(struct smtpd_session *s, const struct smtp_cmd *cmd)
+{
+    char *user = NULL;
+    int r = smtpd_auth_run(s->stream, s->limits, cmd, s->client_name, s->client_addr,
+                           &s->auth_failures, &user);
+    if (r > 0)
+        s->st.sasl_user = s->sasl_user = user;
+    else if (r == 0)
+        s->errors++;
+    return r < 0 ? -1 : 0;
+}
+
+/* The transaction as data.c and bdat.c need it. */
+static struct smtpd_data_ctx data_ctx(struct smtpd_session *s)
 {
     struct smtpd_data_ctx c = {
         .stream = s->stream,
@@ -145,14 +198,39 @@ static int act_data(struct smtpd_session *s)
         .client_name = s->client_name,
         .client_addr = s->client_addr,
         .helo = s->helo,
-        .protocol = s->st.esmtp ? "ESMTP" : "SMTP",
+        .protocol = smtpd_protocol_name(s->st.esmtp, s->tls != NULL, s->sasl_user != NULL),
         .sender = s->sender ? s->sender : "",
         .rcpts = s->rcpts,
         .nrcpt = s->st.nrcpt,
         .errors = &s->errors,
+        .tls_info = s->tls_info,
+        .sasl_user = s->sasl_user,
+        .submission = s->policy.submission,
+        .env = &s->env,
     };
+    c.protocol = smtpd_envelope_protocol(&s->env, c.protocol);
+    return c;
+}
+
+/* DATA after its check passed: returns -1 to end the session. */
+static int act_data(struct smtpd_session *s)
+{
+    struct smtpd_data_ctx c = data_ctx(s);
     int r = smtpd_data(&c);
     reset_transaction(s);
+    return r;
+}
+
+/* BDAT, whatever the check said (the chunk is always read): -1 ends the session. */
+static int act_bdat(struct smtpd_session *s, const struct smtp_cmd *cmd, int code,
+                    const struct strbuf *reply)
+{
+    struct smtpd_data_ctx c = data_ctx(s);
+    bool done = false;
+    int r = smtpd_bdat(&s->bdat, &c, cmd, code, strbuf_str(reply), &done);
+    s->st.bdat = s->bdat != NULL;
+    if (done)
+        reset_transaction(s);
     return r;
 }
 
@@ -161,6 +239,9 @@ static void error_delay(struct smtpd_session *s)
 {
     if (s->limits->soft_error_limit > 0 && s->errors >= s->limits->soft_error_limit &&
         s->limits->error_sleep > 0) {
+        if (s->errors == s->limits->soft_error_limit) /* log once, when the tarpit starts */
+            msg_info("tarpit: %d errors from %s[%s], delaying each reply by %ds", s->errors,
+                     s->client_name, s->client_addr, s->limits->error_sleep);
         stream_flush(s->stream);
         sleep((unsigned)s->limits->error_sleep);
     }
@@ -221,7 +302,8 @@ static void session_loop(struct smtpd_session *s)
             len--;
 
         const char *perr = NULL;
-        enum smtp_parse_result pr = smtp_parse_command(line.data, len, 0, &cmd, &perr);
+        enum smtp_parse_result pr = smtp_parse_command(
+            line.data, len, smtpd_parse_flags(&s->st, line.data, len), &cmd, &perr);
         s->ncommands++;
         s->counts[cmd.verb]++;
         s->last_verb = cmd.verb == SMTP_VERB_UNKNOWN ? "UNKNOWN" : smtp_verb_name(cmd.verb);
@@ -236,8 +318,24 @@ static void session_loop(struct smtpd_session *s)
                 log_reject(s, &cmd, &reply);
             error_delay(s);
         }
+        if (cmd.verb == SMTP_VERB_BDAT && !v.disconnect) { /* reads the chunk (bdat.c) */
+            if (act_bdat(s, &cmd, v.code, &reply) < 0)
+                break;
+            continue;
+        }
         if (v.code == 354) {
             if (act_data(s) < 0)
+                break;
+            continue;
+        }
+        if (v.code == 334) { /* AUTH accepted by the check: run the exchange */
+            if (start_auth(s, &cmd) < 0)
+                break;
+            continue;
+        }
+        if (v.code == 220 && cmd.verb == SMTP_VERB_STARTTLS) {
+            reply_line(s, strbuf_str(&reply));
+            if (start_tls(s) < 0)
                 break;
             continue;
         }
@@ -288,13 +386,22 @@ void smtpd_session_run(struct server_client *client, const struct smtpd_limits *
     stream_set_timeout(s.stream, limits->timeout * 1000);
 
     msg_info("connect from %s[%s]", s.client_name, s.client_addr);
-    stream_printf(s.stream, "220 %s\r\n", strbuf_str(banner));
-    session_loop(&s);
+    /* RFC 8314 implicit TLS: the handshake comes before the greeting. */
+    if (!smtpd_tls_wrappermode() ||
+        smtpd_tls_handshake(s.stream, s.client_name, s.client_addr, &s.tls, &s.tls_info) == 0) {
+        s.st.tls = s.tls != NULL;
+        stream_printf(s.stream, "220 %s\r\n", strbuf_str(banner));
+        session_loop(&s);
+    }
     log_disconnect(&s);
 
     reset_transaction(&s);
+    smtpd_envelope_release(&s.env);
     myfree(s.rcpts);
     myfree(s.helo);
+    myfree(s.sasl_user);
+    myfree(s.tls_info);
+    tls_conn_free(&s.tls);
     stream_free(&s.stream);
     client->fd = -1;
 }

@@ -1,0 +1,548 @@
+/*
+ * tls - TLS (OpenSSL) under libmail's buffered streams (see tls.h).
+ */
+#include "tls.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "config.h"
+#include "msg.h"
+#include "mymalloc.h"
+#include "stream.h"
+
+/* RFC 5077 key material as OpenSSL wants it: 16 name + 32 HMAC + 32 AES. */
+#define TLS_TICKET_KEY_LEN 80
+/* The shared ticket key is replaced when older than this (seconds). */
+#define TLS_TICKET_KEY_MIN_AGE 3600
+
+struct tls_ctx {
+    SSL_CTX *ssl;
+    bool server;
+    bool verify;
+};
+
+struct tls_conn {
+    SSL *ssl;
+    struct stream *stream;
+    bool verified;
+};
+
+/* Append OpenSSL's queued errors (or a fallback) to err, and clear them. */
+static void tls_error_text(struct strbuf *err, const char *what)
+{
+    unsigned long e;
+    bool any = false;
+    strbuf_puts(err, what);
+    while ((e = ERR_get_error()) != 0) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        strbuf_puts(err, any ? "; " : ": ");
+        strbuf_puts(err, buf);
+        any = true;
+    }
+}
+
+static bool tls_set(const char *s)
+{
+    return s != NULL && *s != '\0';
+}
+
+static int tls_version_of(const char *name)
+{
+    if (strcasecmp(name, "TLSv1.2") == 0)
+        return TLS1_2_VERSION;
+    if (strcasecmp(name, "TLSv1.3") == 0)
+        return TLS1_3_VERSION;
+    return 0;
+}
+
+int tls_parse_protocols(const char *text, int *min_r, int *max_r, struct strbuf *err)
+{
+    int lo = 0, hi = 0, listed_lo = 0, listed_hi = 0;
+    char **words = config_split_list(text ? text : "", NULL);
+    int rc = 0;
+    for (char **w = words; *w && rc == 0; w++) {
+        const char *p = *w;
+        int v;
+        if (strncmp(p, ">=", 2) == 0 || strncmp(p, "<=", 2) == 0) {
+            v = tls_version_of(p + 2);
+            if (v == 0) {
+                strbuf_printf(err, "tls_protocols: \"%s\": only TLSv1.2 and TLSv1.3 are supported",
+                              p);
+                rc = -1;
+            } else if (p[0] == '>') {
+                lo = v;
+            } else {
+                hi = v;
+            }
+        } else if (p[0] == '!') {
+            /* Exclusions below the TLS 1.2 floor are no-ops (Postfix syntax). */
+            if (strcasecmp(p + 1, "SSLv2") == 0 || strcasecmp(p + 1, "SSLv3") == 0 ||
+                strcasecmp(p + 1, "TLSv1") == 0 || strcasecmp(p + 1, "TLSv1.1") == 0)
+                continue;
+            if (strcasecmp(p + 1, "TLSv1.2") == 0) {
+                lo = TLS1_3_VERSION;
+                continue;
+            }
+            strbuf_printf(err, "tls_protocols: cannot exclude \"%s\"", p + 1);
+            rc = -1;
+        } else if ((v = tls_version_of(p)) != 0) {
+            if (listed_lo == 0 || v < listed_lo)
+                listed_lo = v;
+            if (v > listed_hi)
+                listed_hi = v;
+        } else {
+            strbuf_printf(err,
+                          "tls_protocols: \"%s\": expected >=TLSv1.2, >=TLSv1.3 or a list of "
+                          "TLSv1.2 TLSv1.3",
+                          p);
+            rc = -1;
+        }
+    }
+    config_list_free(&words);
+    if (rc < 0)
+        return -1;
+    if (listed_lo && listed_lo > lo)
+        lo = listed_lo;
+    if (listed_hi && (hi == 0 || listed_hi < hi))
+        hi = listed_hi;
+    if (lo == 0)
+        lo = TLS1_2_VERSION;
+    if (hi != 0 && hi < lo) {
+        strbuf_puts(err, "tls_protocols: no protocol version left");
+        return -1;
+    }
+    *min_r = lo;
+    *max_r = hi;
+    return 0;
+}
+
+/*
+ * The ticket key every process of this instance shares: read it from path,
+ * or (missing, damaged or older than max_age) make a new one there
+ * atomically. Returns 0 with the key, -1 when the file cannot be used.
+ */
+static int tls_ticket_key(const char *path, long max_age, unsigned char key[TLS_TICKET_KEY_LEN])
+{
+    struct stat st;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            ssize_t n = -1;
+            if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == TLS_TICKET_KEY_LEN &&
+                time(NULL) - st.st_mtime < max_age)
+                n = read(fd, key, TLS_TICKET_KEY_LEN);
+            close(fd);
+            if (n == TLS_TICKET_KEY_LEN)
+                return 0;
+        }
+        if (attempt == 1)
+            break;
+        /* Make a fresh one: temp file, fsync, rename (readers never see half a key). */
+        struct strbuf tmp = STRBUF_INIT;
+        strbuf_printf(&tmp, "%s.tmpXXXXXX", path);
+        fd = mkstemp(tmp.data);
+        if (fd < 0) {
+            strbuf_release(&tmp);
+            return -1;
+        }
+        unsigned char fresh[TLS_TICKET_KEY_LEN];
+        int ok = RAND_bytes(fresh, sizeof(fresh)) == 1 &&
+                 write(fd, fresh, sizeof(fresh)) == (ssize_t)sizeof(fresh) && fsync(fd) == 0;
+        close(fd);
+        if (!ok || rename(tmp.data, path) < 0) {
+            unlink(tmp.data);
+            strbuf_release(&tmp);
+            return -1;
+        }
+        OPENSSL_cleanse(fresh, sizeof(fresh));
+        strbuf_release(&tmp);
+        /* Read it back: if another process renamed its key at the same
+         * moment, everyone ends up with the last one. */
+    }
+    return -1;
+}
+
+static SSL_CTX *tls_ctx_common(const SSL_METHOD *method, const struct tls_config *cfg,
+                               struct strbuf *err)
+{
+    int lo, hi;
+    if (tls_parse_protocols(cfg->protocols, &lo, &hi, err) < 0)
+        return NULL;
+    /* OpenSSL writes to sockets with write(2): a peer that went away must
+     * give EPIPE, not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+    ERR_clear_error();
+    SSL_CTX *c = SSL_CTX_new(method);
+    if (c == NULL) {
+        tls_error_text(err, "cannot create a TLS context");
+        return NULL;
+    }
+    if (!SSL_CTX_set_min_proto_version(c, lo) || (hi && !SSL_CTX_set_max_proto_version(c, hi))) {
+        tls_error_text(err, "tls_protocols");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Partial writes: stream_flush retries with the rest of the same buffer.
+     * Release buffers: an idle TLS connection keeps no 34 KiB of buffers. */
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                            SSL_MODE_RELEASE_BUFFERS);
+    if (tls_set(cfg->cipherlist) && !SSL_CTX_set_cipher_list(c, cfg->cipherlist)) {
+        tls_error_text(err, "tls_cipherlist");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    if (tls_set(cfg->ciphersuites) && !SSL_CTX_set_ciphersuites(c, cfg->ciphersuites)) {
+        tls_error_text(err, "tls_ciphersuites");
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Load one certificate chain + key pair and check they belong together. */
+static int tls_load_pair(SSL_CTX *c, const char *cert, const char *key, struct strbuf *err)
+{
+    ERR_clear_error();
+    if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+        strbuf_printf(err, "certificate file %s", cert);
+        tls_error_text(err, "");
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(c, tls_set(key) ? key : cert, SSL_FILETYPE_PEM) != 1) {
+        strbuf_printf(err, "key file %s", tls_set(key) ? key : cert);
+        tls_error_text(err, "");
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(c) != 1) {
+        strbuf_printf(err, "key file %s does not match certificate %s", tls_set(key) ? key : cert,
+                      cert);
+        tls_error_text(err, "");
+        return -1;
+    }
+    return 0;
+}
+
+struct tls_ctx *tls_server_ctx_new(const struct tls_config *cfg, struct strbuf *err)
+{
+    if (!tls_set(cfg->cert_file)) {
+        strbuf_puts(err, "no certificate file configured");
+        return NULL;
+    }
+    SSL_CTX *c = tls_ctx_common(TLS_server_method(), cfg, err);
+    if (c == NULL)
+        return NULL;
+    if (tls_load_pair(c, cfg->cert_file, cfg->key_file, err) < 0 ||
+        (tls_set(cfg->cert2_file) && tls_load_pair(c, cfg->cert2_file, cfg->key2_file, err) < 0)) {
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_dh_auto(c, 1);
+    /* Resumption: an in-process session cache (TLS 1.2 session IDs) and
+     * tickets; the ticket key is shared between processes through a file. */
+    static const unsigned char sid_ctx[] = "tegami";
+    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof(sid_ctx) - 1);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_timeout(c, cfg->session_timeout > 0 ? cfg->session_timeout : 3600);
+    if (!cfg->session_tickets) {
+        SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(c, 0);
+    } else {
+        SSL_CTX_set_num_tickets(c, 1);
+        if (tls_set(cfg->ticket_key_file)) {
+            unsigned char key[TLS_TICKET_KEY_LEN];
+            long age = 2 * (cfg->session_timeout > 0 ? cfg->session_timeout : 3600);
+            if (age < TLS_TICKET_KEY_MIN_AGE)
+                age = TLS_TICKET_KEY_MIN_AGE;
+            if (tls_ticket_key(cfg->ticket_key_file, age, key) == 0)
+                SSL_CTX_set_tlsext_ticket_keys(c, key, sizeof(key));
+            else
+                msg_warn("TLS session ticket key %s: %s; tickets resume only in this process",
+                         cfg->ticket_key_file, strerror(errno));
+            OPENSSL_cleanse(key, sizeof(key));
+        }
+    }
+    struct tls_ctx *t = mycalloc(1, sizeof(*t));
+    t->ssl = c;
+    t->server = true;
+    return t;
+}
+
+struct tls_ctx *tls_client_ctx_new(const struct tls_config *cfg, struct strbuf *err)
+{
+    SSL_CTX *c = tls_ctx_common(TLS_client_method(), cfg, err);
+    if (c == NULL)
+        return NULL;
+    if (tls_set(cfg->cert_file) && tls_load_pair(c, cfg->cert_file, cfg->key_file, err) < 0) {
+        SSL_CTX_free(c);
+        return NULL;
+    }
+    struct tls_ctx *t = mycalloc(1, sizeof(*t));
+    if (tls_set(cfg->ca_file)) {
+        if (SSL_CTX_load_verify_locations(c, cfg->ca_file, NULL) != 1) {
+            strbuf_printf(err, "CA file %s", cfg->ca_file);
+            tls_error_text(err, "");
+            SSL_CTX_free(c);
+            myfree(t);
+            return NULL;
+        }
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
+        t->verify = true;
+    } else {
+        SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    }
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT);
+    t->ssl = c;
+    return t;
+}
+
+void tls_ctx_free(struct tls_ctx **ctxp)
+{
+    struct tls_ctx *t = *ctxp;
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ssl);
+    myfree(t);
+    *ctxp = NULL;
+}
+
+/* "<prefix>_tls_<what>" */
+static const char *tls_param(const char *prefix, const char *what)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "%s_tls_%s", prefix, what);
+    return config_str(name);
+}
+
+int tls_server_ctx_from_config(const char *prefix, struct tls_ctx **ctx_r, struct strbuf *err)
+{
+    struct tls_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    *ctx_r = NULL;
+    cfg.cert_file = tls_param(prefix, "cert_file");
+    if (!tls_set(cfg.cert_file))
+        return 0;
+    cfg.key_file = tls_param(prefix, "key_file");
+    cfg.cert2_file = tls_param(prefix, "eccert_file");
+    cfg.key2_file = tls_param(prefix, "eckey_file");
+    cfg.protocols = config_str("tls_protocols");
+    cfg.cipherlist = config_str("tls_cipherlist");
+    cfg.ciphersuites = config_str("tls_ciphersuites");
+    cfg.session_timeout = (long)config_time("tls_session_cache_timeout");
+    cfg.session_tickets = config_bool("tls_session_tickets");
+    struct strbuf keyfile = STRBUF_INIT;
+    const char *data = config_str("data_directory");
+    struct stat st;
+    if (tls_set(data) && stat(data, &st) == 0 && S_ISDIR(st.st_mode)) {
+        strbuf_printf(&keyfile, "%s/tls_ticket.key", data);
+        cfg.ticket_key_file = keyfile.data;
+    }
+    *ctx_r = tls_server_ctx_new(&cfg, err);
+    strbuf_release(&keyfile);
+    return *ctx_r ? 1 : -1;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static ssize_t tls_ops_read(void *ctx, int fd, void *buf, size_t len, bool *want_write)
+{
+    struct tls_conn *c = ctx;
+    size_t n = 0;
+    (void)fd;
+    *want_write = false;
+    ERR_clear_error();
+    if (SSL_read_ex(c->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    switch (SSL_get_error(c->ssl, 0)) {
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        *want_write = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0 || errno == EAGAIN || errno == EINTR)
+            errno = EIO;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static ssize_t tls_ops_write(void *ctx, int fd, const void *buf, size_t len, bool *want_read)
+{
+    struct tls_conn *c = ctx;
+    size_t n = 0;
+    (void)fd;
+    *want_read = false;
+    ERR_clear_error();
+    if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
+        return (ssize_t)n;
+    switch (SSL_get_error(c->ssl, 0)) {
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_READ:
+        *want_read = true;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0 || errno == EAGAIN || errno == EINTR)
+            errno = EIO;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+static size_t tls_ops_pending(void *ctx)
+{
+    struct tls_conn *c = ctx;
+    int n = SSL_pending(c->ssl);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static const struct stream_ops tls_stream_ops = {tls_ops_read, tls_ops_write, tls_ops_pending};
+
+static long long tls_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct tls_conn *tls_conn_start(struct tls_ctx *ctx, struct stream *stream, bool server,
+                                const char *servername, int timeout_ms, struct strbuf *err)
+{
+    int fd = stream_fd(stream);
+    ERR_clear_error();
+    SSL *ssl = SSL_new(ctx->ssl);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+        tls_error_text(err, "cannot create a TLS connection");
+        SSL_free(ssl);
+        return NULL;
+    }
+    if (server) {
+        SSL_set_accept_state(ssl);
+    } else {
+        SSL_set_connect_state(ssl);
+        if (tls_set(servername)) {
+            SSL_set_tlsext_host_name(ssl, servername);
+            if (ctx->verify)
+                SSL_set1_host(ssl, servername);
+        }
+    }
+    long long deadline = tls_now_ms() + timeout_ms;
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_do_handshake(ssl);
+        if (r == 1)
+            break;
+        int e = SSL_get_error(ssl, r);
+        short events;
+        if (e == SSL_ERROR_WANT_READ) {
+            events = POLLIN;
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+            events = POLLOUT;
+        } else {
+            if (ERR_peek_error() == 0)
+                strbuf_printf(err, "TLS handshake failed: %s",
+                              errno ? strerror(errno) : "connection closed by peer");
+            else
+                tls_error_text(err, "TLS handshake failed");
+            SSL_free(ssl);
+            return NULL;
+        }
+        for (;;) {
+            int wait = -1;
+            if (timeout_ms > 0) {
+                long long left = deadline - tls_now_ms();
+                if (left <= 0) {
+                    strbuf_puts(err, "TLS handshake timed out");
+                    SSL_free(ssl);
+                    return NULL;
+                }
+                wait = (int)left;
+            }
+            struct pollfd pfd = {.fd = fd, .events = events, .revents = 0};
+            int n = poll(&pfd, 1, wait);
+            if (n > 0)
+                break;
+            if (n < 0 && errno != EINTR) {
+                strbuf_printf(err, "TLS handshake: poll: %s", strerror(errno));
+                SSL_free(ssl);
+                return NULL;
+            }
+        }
+    }
+    struct tls_conn *c = mycalloc(1, sizeof(*c));
+    c->ssl = ssl;
+    c->stream = stream;
+    c->verified = ctx->verify && SSL_get_verify_result(ssl) == X509_V_OK &&
+                  SSL_get0_peer_certificate(ssl) != NULL;
+    stream_set_ops(stream, &tls_stream_ops, c);
+    return c;
+}
+
+void tls_conn_free(struct tls_conn **connp)
+{
+    struct tls_conn *c = *connp;
+    if (c == NULL)
+        return;
+    /* close_notify, once, without waiting for the peer's (fd is non-blocking). */
+    ERR_clear_error();
+    (void)SSL_shutdown(c->ssl);
+    ERR_clear_error();
+    SSL_free(c->ssl);
+    /* Nothing more goes through TLS; never leave the stream pointing here. */
+    stream_set_ops(c->stream, NULL, NULL);
+    myfree(c);
+    *connp = NULL;
+}
+
+const char *tls_conn_version(const struct tls_conn *conn)
+{
+    return SSL_get_version(conn->ssl);
+}
+
+bool tls_conn_resumed(const struct tls_conn *conn)
+{
+    return SSL_session_reused(conn->ssl) == 1;
+}
+
+bool tls_conn_verified(const struct tls_conn *conn)
+{
+    return conn->verified;
+}
+
+void tls_conn_describe(const struct tls_conn *conn, struct strbuf *out)
+{
+    const SSL_CIPHER *ci = SSL_get_current_cipher(conn->ssl);
+    int alg_bits = 0;
+    int bits = ci ? SSL_CIPHER_get_bits(ci, &alg_bits) : 0;
+    strbuf_printf(out, "%s with cipher %s (%d/%d bits)", SSL_get_version(conn->ssl),
+                  ci ? SSL_CIPHER_get_name(ci) : "unknown", bits, alg_bits);
+}

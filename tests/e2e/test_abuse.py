@@ -1,0 +1,242 @@
+"""End-to-end tests of abuse resistance: per-client connection count and
+rate limits (smtpd asking the anvil service), the pre-greeting talker
+check, anvil failing open, and tarpitting after errors.
+
+The tests connect from 127.0.0.1, which is in the default mynetworks and
+so in the default smtpd_client_event_limit_exceptions: every sandbox here
+that tests a limit sets the exception list empty.
+"""
+
+import os
+import signal
+import smtplib
+import socket
+import time
+import unittest
+
+from harness import Sandbox
+
+DOMAIN = "example.test"
+MESSAGE = "From: a@example.test\r\nTo: alice@example.test\r\nSubject: abuse\r\n\r\nhello\r\n"
+
+
+def read_reply(sock, timeout=10):
+    """Read one complete SMTP reply (all lines); b"" if the server closed first."""
+    sock.settimeout(timeout)
+    data = b""
+    while True:
+        lines = data.split(b"\r\n")
+        for line in lines[:-1]:
+            if len(line) < 4 or line[3:4] == b" ":
+                return data
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def read_until_closed(sock, timeout=10):
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+def wait_log(sb, text, timeout=10):
+    deadline = time.time() + timeout
+    while text not in sb.log() and time.time() < deadline:
+        time.sleep(0.05)
+    return text in sb.log()
+
+
+class AbuseCase(unittest.TestCase):
+    PARAMS = {}
+
+    @classmethod
+    def setUpClass(cls):
+        params = {"smtpd_client_event_limit_exceptions": "", "smtpd_timeout": "10s"}
+        params.update(cls.PARAMS)
+        cls.sb = Sandbox(params=params)
+        cls.sb.user_add("alice", "pw")
+        cls.sb.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sb.close()
+
+    def connect(self):
+        s = socket.create_connection((self.sb.host, self.sb.port("smtp")), timeout=10)
+        self.addCleanup(s.close)
+        return s
+
+    def greeted(self):
+        """A connection that got the final 220 greeting line."""
+        s = self.connect()
+        reply = read_reply(s)
+        self.assertIn(b"220 ", reply)
+        return s
+
+    def quit(self, s):
+        s.sendall(b"QUIT\r\n")
+        self.assertTrue(read_reply(s).startswith(b"221"))
+        s.close()
+
+    def send_mail(self, subject):
+        with smtplib.SMTP(self.sb.host, self.sb.port("smtp"), timeout=30) as c:
+            c.sendmail("a@example.test", ["alice@example.test"],
+                       MESSAGE.replace("Subject: abuse", "Subject: " + subject))
+
+
+class PregreetTest(AbuseCase):
+    PARAMS = {"smtpd_pregreet_wait": "1s"}
+
+    def test_client_talking_before_greeting_is_rejected_and_logged(self):
+        s = self.connect()
+        s.sendall(b"EHLO x\r\n")
+        data = read_until_closed(s)
+        self.assertIn(b"554 5.5.1 Error: SMTP protocol violation (talked before greeting)", data)
+        # The EHLO was never executed, and the final greeting never came.
+        self.assertNotIn(b"250", data)
+        self.assertNotIn(b"220 ", data)
+        self.assertTrue(wait_log(self.sb, "pregreet violation"), self.sb.log()[-2000:])
+        self.assertIn("EHLO x", self.sb.log())
+
+    def test_client_that_waits_gets_multiline_greeting_and_sends_mail(self):
+        before = len(self.sb.messages("alice"))
+        start = time.monotonic()
+        s = self.connect()
+        greeting = read_reply(s)
+        self.assertGreaterEqual(time.monotonic() - start, 0.9)
+        self.assertTrue(greeting.startswith(b"220-"), greeting)
+        self.assertIn(b"\r\n220 ", greeting)
+        self.quit(s)
+        self.send_mail("pregreet ok")
+        self.assertGreater(len(self.sb.wait_messages("alice", before + 1)), before)
+
+
+class ConnectionCountTest(AbuseCase):
+    PARAMS = {"smtpd_client_connection_count_limit": "2"}
+
+    def test_third_simultaneous_connection_gets_421_then_room_again(self):
+        first = self.greeted()
+        second = self.greeted()
+        third = self.connect()
+        data = read_until_closed(third)
+        self.assertIn(b"421 4.7.0 Error: too many connections from 127.0.0.1", data)
+        self.assertNotIn(b"220", data)
+        self.assertTrue(wait_log(self.sb, "Connection concurrency limit exceeded: 3 from"),
+                        self.sb.log()[-2000:])
+        # The two open sessions still work.
+        second.sendall(b"NOOP\r\n")
+        self.assertTrue(read_reply(second).startswith(b"250"))
+        # Close one: a new connection is accepted (anvil hears the disconnect
+        # when the session ends, so allow it a moment).
+        self.quit(first)
+        deadline = time.time() + 10
+        while True:
+            s = self.connect()
+            reply = read_reply(s)
+            if b"220 " in reply or time.time() > deadline:
+                break
+            s.close()
+            time.sleep(0.1)
+        self.assertIn(b"220 ", reply)
+        self.quit(s)
+        self.quit(second)
+
+
+class ConnectionRateTest(AbuseCase):
+    PARAMS = {"smtpd_client_connection_rate_limit": "3", "anvil_rate_time_unit": "3s"}
+
+    def test_connections_beyond_rate_get_421_until_the_window_passes(self):
+        # Let the window of mailctl start's readiness probe run out.
+        time.sleep(3.5)
+        results = []
+        for _ in range(5):
+            s = self.connect()
+            reply = read_reply(s)
+            results.append(reply[:3])
+            if reply.startswith(b"220"):
+                self.quit(s)
+            else:
+                self.assertIn(b"421 4.7.0 Error: too many connections from 127.0.0.1", reply)
+                s.close()
+        self.assertEqual(results, [b"220"] * 3 + [b"421"] * 2)
+        self.assertTrue(wait_log(self.sb, "Connection rate limit exceeded: 4 from"),
+                        self.sb.log()[-2000:])
+        time.sleep(3.5)
+        s = self.greeted()
+        self.quit(s)
+
+
+class AnvilFailOpenTest(AbuseCase):
+    PARAMS = {"smtpd_client_connection_count_limit": "2", "anvil_client_retry_time": "1s"}
+
+    def anvil_pid(self):
+        pids = self.sb.service_pids("anvil")
+        self.assertEqual(len(pids), 1, self.sb.status())
+        return pids[0]
+
+    def test_killed_anvil_does_not_stop_mail_and_is_restarted(self):
+        before = len(self.sb.messages("alice"))
+        old = self.anvil_pid()
+        os.kill(old, signal.SIGKILL)
+        self.send_mail("anvil killed")
+        self.assertGreater(len(self.sb.wait_messages("alice", before + 1)), before)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            pids = self.sb.service_pids("anvil")
+            if pids and pids != [old]:
+                break
+            time.sleep(0.1)
+        self.assertTrue(pids and old not in pids, self.sb.status())
+        # The new anvil counts again.
+        time.sleep(1.5)  # past anvil_client_retry_time, in case a client failed
+        first = self.greeted()
+        second = self.greeted()
+        data = read_until_closed(self.connect())
+        self.assertIn(b"421 4.7.0", data)
+        self.quit(first)
+        self.quit(second)
+
+    def test_hung_anvil_does_not_stop_mail(self):
+        before = len(self.sb.messages("alice"))
+        pid = self.anvil_pid()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            self.send_mail("anvil stopped")
+            self.assertTrue(wait_log(self.sb, "allowing connections without limits"),
+                            self.sb.log()[-2000:])
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        self.assertGreater(len(self.sb.wait_messages("alice", before + 1)), before)
+
+
+class TarpitTest(AbuseCase):
+    PARAMS = {"smtpd_soft_error_limit": "2", "smtpd_error_sleep_time": "1s",
+              "smtpd_hard_error_limit": "10"}
+
+    def test_replies_are_delayed_after_soft_error_limit(self):
+        s = self.greeted()
+        times = []
+        for _ in range(3):
+            start = time.monotonic()
+            s.sendall(b"BOGUS\r\n")
+            reply = read_reply(s, timeout=30)
+            times.append(time.monotonic() - start)
+            self.assertTrue(reply.startswith(b"5"), reply)
+        # Errors 2 and 3 reached the soft limit: each reply waited the sleep time.
+        self.assertGreaterEqual(times[1], 0.95, times)
+        self.assertGreaterEqual(times[2], 0.95, times)
+        self.assertTrue(wait_log(self.sb, "tarpit: 2 errors from"), self.sb.log()[-2000:])
+        self.quit(s)
+
+
+if __name__ == "__main__":
+    unittest.main()
