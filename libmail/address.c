@@ -149,8 +149,7 @@ static bool parse_local(const char *s, size_t len, unsigned flags, size_t *end_r
                 break;
             if (c == '\\') {
                 /* quoted-pairSMTP = %d92 %d32-126 */
-                if (i + 1 >= len || (unsigned char)s[i + 1] < 32 ||
-                    (unsigned char)s[i + 1] > 126) {
+                if (i + 1 >= len || (unsigned char)s[i + 1] < 32 || (unsigned char)s[i + 1] > 126) {
                     *error_r = "bad quoted pair in local part";
                     strbuf_release(&out);
                     return false;
@@ -284,8 +283,8 @@ static bool parse_literal(const char *s, size_t len, const char **error_r)
     }
     /* General-address-literal = Standardized-tag ":" 1*dcontent */
     size_t i = 0;
-    while (i < n && (is_alpha((unsigned char)in[i]) || is_digit((unsigned char)in[i]) ||
-                     in[i] == '-'))
+    while (i < n &&
+           (is_alpha((unsigned char)in[i]) || is_digit((unsigned char)in[i]) || in[i] == '-'))
         i++;
     if (i == 0 || i >= n || in[i] != ':' || in[i - 1] == '-' || i + 1 >= n) {
         *error_r = "malformed address literal";
@@ -354,7 +353,8 @@ bool address_parse(const char *s, size_t len, unsigned flags, struct address *ou
     const char *dom = s + end + 1;
     size_t dlen = len - end - 1;
     bool literal = dlen > 0 && dom[0] == '[';
-    if (literal ? !parse_literal(dom, dlen, error_r) : !parse_domain_name(dom, dlen, flags, error_r)) {
+    if (literal ? !parse_literal(dom, dlen, error_r)
+                : !parse_domain_name(dom, dlen, flags, error_r)) {
         myfree(local);
         return false;
     }

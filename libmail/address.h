@@ -20,8 +20,8 @@
 
 #include "strbuf.h"
 
-#define ADDRESS_NULL_OK 1u     /* "<>" is allowed (MAIL FROM) */
-#define ADDRESS_UTF8 2u        /* SMTPUTF8 in effect */
+#define ADDRESS_NULL_OK 1u      /* "<>" is allowed (MAIL FROM) */
+#define ADDRESS_UTF8 2u         /* SMTPUTF8 in effect */
 #define ADDRESS_NO_DOMAIN_OK 4u /* "<postmaster>" and bare local parts (sendmail) */
 
 #define ADDRESS_LOCAL_MAX 64   /* RFC 5321 §4.5.3.1.1 */

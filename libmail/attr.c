@@ -256,8 +256,8 @@ int attr_write(struct stream *s, const struct attr_list *l)
  * on success with *len_r the payload length, 0 if malformed (error_r), or a
  * negative STREAM_ code.
  */
-static int read_netstring(struct stream *s, struct strbuf *raw, size_t max_record,
-                          size_t *len_r, const char **error_r)
+static int read_netstring(struct stream *s, struct strbuf *raw, size_t max_record, size_t *len_r,
+                          const char **error_r)
 {
     size_t v = 0, ndigits = 0;
     for (;;) {

@@ -37,7 +37,10 @@ struct attr_list {
     size_t cap;
 };
 
-#define ATTR_LIST_INIT {NULL, 0, 0}
+#define ATTR_LIST_INIT                                                                             \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void attr_list_reset(struct attr_list *l);   /* remove all, keep memory */
 void attr_list_release(struct attr_list *l); /* free everything */

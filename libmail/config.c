@@ -29,15 +29,15 @@
 #include <unistd.h>
 
 #define CONFIG_DEFAULT_DIR "/etc/tegami"
-#define CONFIG_MAX_FILE (4 * 1024 * 1024)   /* main.cf, master.cf */
-#define CONFIG_MAX_DEPTH 20                 /* nested $name references */
-#define CONFIG_MAX_VALUE (1024 * 1024)      /* one expanded value */
-#define CONFIG_MAX_ASSIGN 10000             /* parameters in one main.cf */
-#define CONFIG_MAX_NAME 100                 /* parameter name length */
+#define CONFIG_MAX_FILE (4 * 1024 * 1024) /* main.cf, master.cf */
+#define CONFIG_MAX_DEPTH 20               /* nested $name references */
+#define CONFIG_MAX_VALUE (1024 * 1024)    /* one expanded value */
+#define CONFIG_MAX_ASSIGN 10000           /* parameters in one main.cf */
+#define CONFIG_MAX_NAME 100               /* parameter name length */
 
 static const struct config_param *const config_tables[] = {
-    params_global, params_master, params_smtpd, params_qmgr,
-    params_local,  params_pop3d,  params_pickup, params_anvil, params_tls, NULL,
+    params_global, params_master, params_smtpd, params_qmgr, params_local,
+    params_pop3d,  params_pickup, params_anvil, params_tls,  NULL,
 };
 
 /* One parameter's sources and cached expansion. */
@@ -45,17 +45,17 @@ struct cf_value {
     char *name;
     char *file_value; /* from main.cf, NULL = not set there */
     int file_line;
-    char *override;   /* from config_override, NULL = none */
-    char *expanded;   /* cache, NULL = not computed */
-    bool expanding;   /* loop detection */
+    char *override; /* from config_override, NULL = none */
+    char *expanded; /* cache, NULL = not computed */
+    bool expanding; /* loop detection */
 };
 
 static struct cf_value *cf_values;
 static size_t cf_nvalues;
 static size_t cf_cap;
-static char *cf_dir;      /* config_set_directory */
-static char *cf_env_dir;  /* copy of $MAIL_CONFIG when first used */
-static char *cf_file;     /* name of the last loaded main.cf, for errors */
+static char *cf_dir;     /* config_set_directory */
+static char *cf_env_dir; /* copy of $MAIL_CONFIG when first used */
+static char *cf_file;    /* name of the last loaded main.cf, for errors */
 static char cf_hostname[256];
 
 /* ---------------------------------------------------------------- errors */
@@ -204,8 +204,7 @@ int config_lines_next(struct config_lines *r, struct strbuf *out, int *line_r)
             strbuf_append(out, cs, (size_t)(ce - cs));
         }
         if (too_long) {
-            config_lines_error(r, *line_r, "line too long (more than %d bytes)",
-                               CONFIG_LINES_MAX);
+            config_lines_error(r, *line_r, "line too long (more than %d bytes)", CONFIG_LINES_MAX);
             continue;
         }
         if (bad)
@@ -511,8 +510,7 @@ static const char *cf_expand_index(size_t idx, int depth, struct cf_expand *x)
         return NULL;
     }
     if (depth > CONFIG_MAX_DEPTH) {
-        cf_fail(x, "parameter expansion nested too deeply (more than %d levels)",
-                CONFIG_MAX_DEPTH);
+        cf_fail(x, "parameter expansion nested too deeply (more than %d levels)", CONFIG_MAX_DEPTH);
         return NULL;
     }
     raw = cf_raw(idx, &computed);
@@ -650,12 +648,28 @@ static int cf_parse_typed(enum config_type type, const char *text, long long *v_
             return -1;
         }
         switch (tolower((unsigned char)*suf)) {
-        case 's': m = 1; suf++; break;
-        case 'm': m = 60; suf++; break;
-        case 'h': m = 3600; suf++; break;
-        case 'd': m = 86400; suf++; break;
-        case 'w': m = 7 * 86400; suf++; break;
-        default: break;
+        case 's':
+            m = 1;
+            suf++;
+            break;
+        case 'm':
+            m = 60;
+            suf++;
+            break;
+        case 'h':
+            m = 3600;
+            suf++;
+            break;
+        case 'd':
+            m = 86400;
+            suf++;
+            break;
+        case 'w':
+            m = 7 * 86400;
+            suf++;
+            break;
+        default:
+            break;
         }
         if (!cf_rest_blank(suf)) {
             *why_r = "expected a time (number with optional suffix s, m, h, d or w)";
@@ -672,11 +686,23 @@ static int cf_parse_typed(enum config_type type, const char *text, long long *v_
             return -1;
         }
         switch (tolower((unsigned char)*suf)) {
-        case 'k': m = 1024; suf++; break;
-        case 'm': m = 1024 * 1024; suf++; break;
-        case 'g': m = 1024 * 1024 * 1024; suf++; break;
-        case 'b': suf++; break;
-        default: break;
+        case 'k':
+            m = 1024;
+            suf++;
+            break;
+        case 'm':
+            m = 1024 * 1024;
+            suf++;
+            break;
+        case 'g':
+            m = 1024 * 1024 * 1024;
+            suf++;
+            break;
+        case 'b':
+            suf++;
+            break;
+        default:
+            break;
         }
         if (m > 1 && (*suf == 'b' || *suf == 'B'))
             suf++;
@@ -711,8 +737,7 @@ static int cf_validate(const struct config_param *p, const char *value, struct s
     }
     if ((p->type == CONFIG_INT || p->type == CONFIG_TIME || p->type == CONFIG_SIZE) &&
         cf_has_bounds(p) && (v < p->min || v > p->max)) {
-        strbuf_printf(why, "value %lld (\"%s\") out of range %lld..%lld", v, value, p->min,
-                      p->max);
+        strbuf_printf(why, "value %lld (\"%s\") out of range %lld..%lld", v, value, p->min, p->max);
         return -1;
     }
     return 0;
@@ -777,8 +802,7 @@ int config_load_text(const char *name, const char *text, size_t len, struct strb
             p++;
         val = p;
         if (na >= CONFIG_MAX_ASSIGN) {
-            config_lines_error(&r, lineno, "too many parameters (more than %d)",
-                               CONFIG_MAX_ASSIGN);
+            config_lines_error(&r, lineno, "too many parameters (more than %d)", CONFIG_MAX_ASSIGN);
             break;
         }
         {
@@ -789,8 +813,8 @@ int config_load_text(const char *name, const char *text, size_t len, struct strb
                 if (strcmp(a[i].name, pname) == 0)
                     break;
             if (i < na) {
-                cf_warning(errors, name, lineno, "%s: overrides earlier entry at line %d",
-                           pname, a[i].line);
+                cf_warning(errors, name, lineno, "%s: overrides earlier entry at line %d", pname,
+                           a[i].line);
                 myfree(a[i].value);
                 a[i].value = mystrdup(val);
                 a[i].line = lineno;
@@ -936,8 +960,7 @@ static void cf_origin(struct strbuf *out, size_t idx)
     if (v->override)
         strbuf_printf(out, "-o %s: ", v->name);
     else if (v->file_value)
-        strbuf_printf(out, "%s:%d: %s: ", cf_file ? cf_file : "main.cf", v->file_line,
-                      v->name);
+        strbuf_printf(out, "%s:%d: %s: ", cf_file ? cf_file : "main.cf", v->file_line, v->name);
     else
         strbuf_printf(out, "default value of %s: ", v->name);
 }

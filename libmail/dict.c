@@ -283,8 +283,7 @@ static void parse_error(struct parse_state *ps, long line, const char *reason)
         strbuf_printf(ps->err, "%s%s: too many errors, giving up reporting",
                       ps->err->len ? "\n" : "", ps->name);
     } else if (ps->nerrors < DICT_MAX_ERRORS) {
-        strbuf_printf(ps->err, "%s%s:%ld: %s", ps->err->len ? "\n" : "", ps->name, line,
-                      reason);
+        strbuf_printf(ps->err, "%s%s:%ld: %s", ps->err->len ? "\n" : "", ps->name, line, reason);
     }
     ps->nerrors++;
 }
@@ -684,8 +683,7 @@ static char *read_source(const char *path, size_t *len_r, struct strbuf *err)
         sb.len += (size_t)n;
         sb.data[sb.len] = 0;
         if (sb.len > (size_t)DICT_MAX_SOURCE) {
-            strbuf_printf(err, "%s: file too large (limit %ld bytes)", path,
-                          (long)DICT_MAX_SOURCE);
+            strbuf_printf(err, "%s: file too large (limit %ld bytes)", path, (long)DICT_MAX_SOURCE);
             strbuf_release(&sb);
             close(fd);
             return NULL;
@@ -746,8 +744,8 @@ long dict_build(const char *spec, enum dict_format format, struct strbuf *err)
     return n;
 }
 
-int dict_build_pairs(const char *spec, const char *const *keys, const char *const *values,
-                     size_t n, struct strbuf *err)
+int dict_build_pairs(const char *spec, const char *const *keys, const char *const *values, size_t n,
+                     struct strbuf *err)
 {
     const struct dict_backend *be = NULL;
     const char *name = NULL;

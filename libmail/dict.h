@@ -64,8 +64,8 @@ const char *dict_spec(const struct dict *d);
  */
 long dict_build(const char *spec, enum dict_format format, struct strbuf *err);
 /* Build from an in-memory list of pairs (mailctl user). */
-int dict_build_pairs(const char *spec, const char *const *keys, const char *const *values,
-                     size_t n, struct strbuf *err);
+int dict_build_pairs(const char *spec, const char *const *keys, const char *const *values, size_t n,
+                     struct strbuf *err);
 
 /*
  * Parse a text source (the contents of the file called name, used in
@@ -83,10 +83,10 @@ long dict_parse_source(const char *text, size_t len, enum dict_format format,
                        void *ctx, const char *name, struct strbuf *err);
 
 /* Bounds of text sources (compile-time: they describe the file format). */
-#define DICT_MAX_KEY 1024              /* bytes in a key */
-#define DICT_MAX_LINE 65536            /* bytes in a logical line (with continuations) */
-#define DICT_MAX_SOURCE (256L << 20)   /* bytes in a source file */
-#define DICT_MAX_ERRORS 20             /* error lines reported by one parse */
+#define DICT_MAX_KEY 1024            /* bytes in a key */
+#define DICT_MAX_LINE 65536          /* bytes in a logical line (with continuations) */
+#define DICT_MAX_SOURCE (256L << 20) /* bytes in a source file */
+#define DICT_MAX_ERRORS 20           /* error lines reported by one parse */
 
 /*
  * Split an alias value as stored by DICT_FORMAT_ALIASES ("a, b, \"|cmd x\"")

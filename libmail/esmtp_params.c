@@ -97,8 +97,7 @@ static enum esmtp_result fail(enum esmtp_result r, const char *key, const char *
 }
 
 enum esmtp_result esmtp_mail_parse(const struct smtp_param *params, size_t n, unsigned allow,
-                                   struct esmtp_mail *out, const char **key_r,
-                                   const char **error_r)
+                                   struct esmtp_mail *out, const char **key_r, const char **error_r)
 {
     const char *dk, *de;
     if (key_r == NULL)
@@ -261,8 +260,7 @@ static bool parse_orcpt(const char *v, bool smtputf8, struct esmtp_rcpt *out, co
 }
 
 enum esmtp_result esmtp_rcpt_parse(const struct smtp_param *params, size_t n, bool smtputf8,
-                                   struct esmtp_rcpt *out, const char **key_r,
-                                   const char **error_r)
+                                   struct esmtp_rcpt *out, const char **key_r, const char **error_r)
 {
     const char *dk, *de;
     if (key_r == NULL)

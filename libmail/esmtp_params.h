@@ -63,9 +63,9 @@ struct esmtp_mail {
     unsigned long long size; /* SIZE=; saturates at ULLONG_MAX */
     enum esmtp_body body;
     bool smtputf8;
-    int ret;                           /* ESMTP_RET_* */
-    char envid[ESMTP_ENVID_MAX + 1];   /* xtext-decoded ENVID, "" if none */
-    bool auth;                         /* AUTH= given (ignored: never trusted) */
+    int ret;                         /* ESMTP_RET_* */
+    char envid[ESMTP_ENVID_MAX + 1]; /* xtext-decoded ENVID, "" if none */
+    bool auth;                       /* AUTH= given (ignored: never trusted) */
 };
 
 struct esmtp_rcpt {

@@ -132,8 +132,7 @@ static char **mcf_tokens(const char *line, size_t *n_r)
     return config_lines_split(line, n_r);
 }
 
-static int mcf_override(struct config_lines *r, int line, struct master_entry *e,
-                        const char *text)
+static int mcf_override(struct config_lines *r, int line, struct master_entry *e, const char *text)
 {
     const char *eq = strchr(text, '=');
     char *name;
@@ -168,8 +167,9 @@ static int mcf_entry(struct config_lines *r, int line, const char *text, struct 
     memset(e, 0, sizeof(*e));
     e->line = line;
     if (ntok < 7) {
-        config_lines_error(r, line, "expected at least 7 columns "
-                                    "(service type private unpriv chroot maxproc command)");
+        config_lines_error(r, line,
+                           "expected at least 7 columns "
+                           "(service type private unpriv chroot maxproc command)");
         bad = 1;
         goto done;
     }
@@ -223,8 +223,7 @@ static int mcf_entry(struct config_lines *r, int line, const char *text, struct 
         e->maxproc = (int)v;
     }
     if (strchr(tok[6], '/') || tok[6][0] == '.' || tok[6][0] == '-') {
-        config_lines_error(r, line,
-                           "command \"%s\": must be a program name in $daemon_directory",
+        config_lines_error(r, line, "command \"%s\": must be a program name in $daemon_directory",
                            tok[6]);
         bad = 1;
     }

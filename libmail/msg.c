@@ -97,8 +97,8 @@ void msg_vlog(int priority, const char *fmt, va_list ap)
         strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
         if (host[0] == 0 && gethostname(host, sizeof(host) - 1) < 0)
             snprintf(host, sizeof(host), "localhost");
-        int n = snprintf(line, sizeof(line), "%s %s tegami/%s[%ld]: %s%s\n", stamp, host,
-                         msg_name, (long)getpid(), msg_level_prefix(priority), text);
+        int n = snprintf(line, sizeof(line), "%s %s tegami/%s[%ld]: %s%s\n", stamp, host, msg_name,
+                         (long)getpid(), msg_level_prefix(priority), text);
         if (n > (int)sizeof(line) - 1) {
             n = sizeof(line) - 1;
             line[n - 1] = '\n';

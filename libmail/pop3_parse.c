@@ -5,13 +5,13 @@
 #include <string.h>
 
 enum arg_kind {
-    ARGS_NONE,      /* no arguments */
-    ARGS_OPT_NUM,   /* [n] */
-    ARGS_NUM,       /* n */
-    ARGS_TWO_NUM,   /* n m */
-    ARGS_WORD,      /* one token */
-    ARGS_REST,      /* the rest of the line, spaces included, not empty */
-    ARGS_AUTH,      /* mechanism [initial-response] */
+    ARGS_NONE,    /* no arguments */
+    ARGS_OPT_NUM, /* [n] */
+    ARGS_NUM,     /* n */
+    ARGS_TWO_NUM, /* n m */
+    ARGS_WORD,    /* one token */
+    ARGS_REST,    /* the rest of the line, spaces included, not empty */
+    ARGS_AUTH,    /* mechanism [initial-response] */
 };
 
 static const struct verb_entry {

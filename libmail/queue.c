@@ -179,9 +179,9 @@ int queue_make_dirs(const char *root, bool sandbox, struct strbuf *err)
         mode_t mode, sandbox_mode;
     } dirs[] = {
         /* maildrop: anyone may drop a file but nobody may list (sticky, like /tmp). */
-        {"maildrop", 01733, 0700}, {"incoming", 0700, 0700}, {"active", 0700, 0700},
-        {"deferred", 0700, 0700},  {"hold", 0700, 0700},     {"corrupt", 0700, 0700},
-        {"private", 0700, 0700},   {"public", 0755, 0755},   {"pid", 0755, 0755},
+        {"maildrop", 01733, 0700},    {"incoming", 0700, 0700}, {"active", 0700, 0700},
+        {"deferred", 0700, 0700},     {"hold", 0700, 0700},     {"corrupt", 0700, 0700},
+        {"private", 0700, 0700},      {"public", 0755, 0755},   {"pid", 0755, 0755},
         {QUEUE_POOL_DIR, 0700, 0700},
     };
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {

@@ -34,10 +34,10 @@ struct qf_writer {
     int fd;
     char *buf;
     size_t blen;
-    off_t flushed; /* file offset of buf[0] */
-    int err;       /* first errno seen, 0 if none */
+    off_t flushed;       /* file offset of buf[0] */
+    int err;             /* first errno seen, 0 if none */
     const char *errtext; /* a non-I/O failure (record too large...) */
-    int state;     /* 0 before content, 1 in content, 2 after */
+    int state;           /* 0 before content, 1 in content, 2 after */
     off_t mlen_offset;
     size_t content_size;
     int n_arrival, n_sender, n_content;
@@ -485,8 +485,9 @@ static int qf_parse_src(struct qf_src *s, struct qf_message *m, struct strbuf *e
                 goto fail;
             }
             if (!seen_t || m->sender == NULL || !seen_m) {
-                why = !seen_t ? "arrival time missing"
-                              : m->sender == NULL ? "sender missing" : "content missing";
+                why = !seen_t             ? "arrival time missing"
+                      : m->sender == NULL ? "sender missing"
+                                          : "content missing";
                 goto fail;
             }
             myfree(data);

@@ -201,8 +201,8 @@ void queue_list_format_text(const struct queue_list_entry *e, size_t count, stru
         strbuf_puts(out, "Mail queue is empty\n");
         return;
     }
-    strbuf_printf(out, "%-22s %9s %-20s  %s\n", "-Queue ID-", "--Size--",
-                  "----Arrival Time----", "-Sender/Recipient-------");
+    strbuf_printf(out, "%-22s %9s %-20s  %s\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+                  "-Sender/Recipient-------");
     for (size_t i = 0; i < count; i++) {
         char idcol[QUEUE_ID_MAX + 2];
         char when[64];
@@ -211,8 +211,8 @@ void queue_list_format_text(const struct queue_list_entry *e, size_t count, stru
         time_t t = e[i].arrival;
 
         snprintf(idcol, sizeof(idcol), "%s%c", e[i].id, mark);
-        if (localtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%a %b %e %H:%M:%S",
-                                                     &tm) == 0)
+        if (localtime_r(&t, &tm) == NULL ||
+            strftime(when, sizeof(when), "%a %b %e %H:%M:%S", &tm) == 0)
             snprintf(when, sizeof(when), "-");
         strbuf_printf(out, "%-22s %9llu %-20s  ", idcol, e[i].size, when);
         if (e[i].error) {
@@ -282,12 +282,28 @@ void queue_list_json_string(struct strbuf *out, const char *str)
         size_t n;
 
         switch (*s) {
-        case '"': strbuf_puts(out, "\\\""); s++; continue;
-        case '\\': strbuf_puts(out, "\\\\"); s++; continue;
-        case '\n': strbuf_puts(out, "\\n"); s++; continue;
-        case '\r': strbuf_puts(out, "\\r"); s++; continue;
-        case '\t': strbuf_puts(out, "\\t"); s++; continue;
-        default: break;
+        case '"':
+            strbuf_puts(out, "\\\"");
+            s++;
+            continue;
+        case '\\':
+            strbuf_puts(out, "\\\\");
+            s++;
+            continue;
+        case '\n':
+            strbuf_puts(out, "\\n");
+            s++;
+            continue;
+        case '\r':
+            strbuf_puts(out, "\\r");
+            s++;
+            continue;
+        case '\t':
+            strbuf_puts(out, "\\t");
+            s++;
+            continue;
+        default:
+            break;
         }
         if (*s < 0x20 || *s == 0x7f) {
             strbuf_printf(out, "\\u%04x", *s);

@@ -26,12 +26,12 @@ struct queue_list_rcpt {
 struct queue_list_entry {
     char id[QUEUE_ID_MAX];
     enum queue_dir dir;
-    time_t arrival;        /* from the file, else the file's mtime */
-    unsigned long long size; /* message content size (file size if unparsable) */
-    char *sender;          /* "" for the null sender; NULL if unparsable */
+    time_t arrival;                /* from the file, else the file's mtime */
+    unsigned long long size;       /* message content size (file size if unparsable) */
+    char *sender;                  /* "" for the null sender; NULL if unparsable */
     struct queue_list_rcpt *rcpts; /* pending recipients only */
     size_t nrcpts;
-    char *error;           /* why the file could not be read, or NULL */
+    char *error; /* why the file could not be read, or NULL */
 };
 
 /* Upper bound of messages listed (a runaway queue must not exhaust memory). */

@@ -20,8 +20,8 @@
 #include "msg.h"
 #include "strbuf.h"
 
-#define POOL_BATCH 64    /* names remembered per refill */
-#define POOL_TRIES 16    /* renames tried per take */
+#define POOL_BATCH 64     /* names remembered per refill */
+#define POOL_TRIES 16     /* renames tried per take */
 #define POOL_EMPTY_MS 200 /* an empty pool is not looked at again for this long */
 
 static struct {

@@ -190,8 +190,7 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         msg_fatal("epoll_create1: %s", strerror(errno));
-    struct epoll_event ev = {.events = EPOLLIN | (is_socket ? EPOLLEXCLUSIVE : 0u),
-                             .data.u32 = 0};
+    struct epoll_event ev = {.events = EPOLLIN | (is_socket ? EPOLLEXCLUSIVE : 0u), .data.u32 = 0};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, SERVER_LISTEN_FD, &ev) < 0)
         msg_fatal("epoll_ctl listener fd %d: %s", SERVER_LISTEN_FD, strerror(errno));
     if (server_status_ok) {

@@ -46,8 +46,7 @@ static void sock_err(struct strbuf *err, const char *fmt, ...)
 }
 
 /* Split "host:port", "[v6]:port" or "port" into host (may be empty) and port. */
-static int sock_split_spec(const char *spec, char *host, size_t hostlen, char *port,
-                           size_t portlen)
+static int sock_split_spec(const char *spec, char *host, size_t hostlen, char *port, size_t portlen)
 {
     const char *p;
     size_t hl;
@@ -159,8 +158,7 @@ static int sock_unix_addr(const char *path, struct sockaddr_un *sun, struct strb
     memset(sun, 0, sizeof(*sun));
     sun->sun_family = AF_UNIX;
     if (strlen(path) >= sizeof(sun->sun_path)) {
-        sock_err(err, "%s: socket path too long (max %zu bytes)", path,
-                 sizeof(sun->sun_path) - 1);
+        sock_err(err, "%s: socket path too long (max %zu bytes)", path, sizeof(sun->sun_path) - 1);
         return -1;
     }
     memcpy(sun->sun_path, path, strlen(path) + 1);
@@ -385,8 +383,7 @@ void sock_addr_text(const struct sockaddr *sa, char *buf, size_t buflen, int *po
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
 
         if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-            if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, (socklen_t)buflen) ==
-                NULL)
+            if (inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], buf, (socklen_t)buflen) == NULL)
                 snprintf(buf, buflen, "unknown");
         } else if (inet_ntop(AF_INET6, &sin6->sin6_addr, buf, (socklen_t)buflen) == NULL) {
             snprintf(buf, buflen, "unknown");
@@ -404,9 +401,9 @@ void sock_addr_text(const struct sockaddr *sa, char *buf, size_t buflen, int *po
 /* ------------------------------------------------------------ networks */
 
 struct sock_net {
-    int family;            /* AF_INET or AF_INET6 */
+    int family;             /* AF_INET or AF_INET6 */
     unsigned char addr[16]; /* network address, host bits cleared */
-    int prefix;            /* bits */
+    int prefix;             /* bits */
 };
 
 struct sock_networks {
@@ -567,8 +564,8 @@ bool sock_networks_match(const struct sock_networks *n, const struct sockaddr *s
         return false;
     }
     for (size_t i = 0; i < n->count; i++)
-        if (n->nets[i].family == family && sock_prefix_equal(addr, n->nets[i].addr,
-                                                             n->nets[i].prefix))
+        if (n->nets[i].family == family &&
+            sock_prefix_equal(addr, n->nets[i].addr, n->nets[i].prefix))
             return true;
     return false;
 }

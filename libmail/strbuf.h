@@ -20,7 +20,10 @@ struct strbuf {
     size_t cap;
 };
 
-#define STRBUF_INIT {NULL, 0, 0}
+#define STRBUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Prepare an embedded buffer (empty string). */
 void strbuf_init(struct strbuf *sb, size_t hint);

@@ -162,8 +162,8 @@ static enum stream_result stream_fill(struct stream *s)
     long long deadline = now_ms() + s->timeout_ms;
     for (;;) {
         bool want_write = false;
-        ssize_t n = s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen,
-                                 &want_write);
+        ssize_t n =
+            s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, &want_write);
         if (n > 0) {
             s->rlen += (size_t)n;
             s->nin += (unsigned long long)n;

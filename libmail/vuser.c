@@ -25,8 +25,8 @@
 #include <unistd.h>
 
 #define VUSER_NAME_MAX 64
-#define VUSER_PASSWORD_MAX 4096       /* longer "passwords" are refused, not hashed */
-#define VUSER_FILE_MAX (64L << 20)    /* bytes in the users file */
+#define VUSER_PASSWORD_MAX 4096    /* longer "passwords" are refused, not hashed */
+#define VUSER_FILE_MAX (64L << 20) /* bytes in the users file */
 
 bool vuser_name_valid(const char *name)
 {
@@ -526,16 +526,16 @@ static int users_lock(struct strbuf *err)
 
 enum users_op { USERS_ADD, USERS_DEL, USERS_PASSWD, USERS_REBUILD };
 
-static int users_edit(enum users_op op, const char *name, const char *password,
-                      struct strbuf *err)
+static int users_edit(enum users_op op, const char *name, const char *password, struct strbuf *err)
 {
     struct users_file uf;
     struct strbuf hash = STRBUF_INIT;
     int lock, rc = -1;
 
     if (op != USERS_REBUILD && !vuser_name_valid(name)) {
-        strbuf_printf(err, "invalid user name \"%s\" (lowercase a-z 0-9 . _ -, 1-%d bytes, "
-                           "not starting with '.')",
+        strbuf_printf(err,
+                      "invalid user name \"%s\" (lowercase a-z 0-9 . _ -, 1-%d bytes, "
+                      "not starting with '.')",
                       name, VUSER_NAME_MAX);
         return -1;
     }
@@ -553,8 +553,7 @@ static int users_edit(enum users_op op, const char *name, const char *password,
         char **tables = users_tables(uf.path, &nt);
         config_list_free(&tables);
         if (nt == 0) {
-            strbuf_printf(err,
-                          "virtual_user_maps (%s) has no hash: or btree: table built from %s",
+            strbuf_printf(err, "virtual_user_maps (%s) has no hash: or btree: table built from %s",
                           config_str("virtual_user_maps"), uf.path);
             goto out;
         }
@@ -603,8 +602,10 @@ static int users_edit(enum users_op op, const char *name, const char *password,
         goto out;
     rc = users_rebuild(&uf, err);
     if (rc == 0 && op != USERS_REBUILD)
-        msg_info("user %s: %s", op == USERS_ADD ? "added" : op == USERS_DEL ? "deleted"
-                                                                             : "password changed",
+        msg_info("user %s: %s",
+                 op == USERS_ADD   ? "added"
+                 : op == USERS_DEL ? "deleted"
+                                   : "password changed",
                  name);
 out:
     users_free(&uf);

@@ -240,8 +240,8 @@ static int queue_show(const char *id)
     }
     show_field("queue_id", id);
     show_field("queue", queue_dir_name(dir));
-    if (localtime_r(&msg.arrival, &tm) && strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S %z",
-                                                   &tm))
+    if (localtime_r(&msg.arrival, &tm) &&
+        strftime(when, sizeof(when), "%a, %d %b %Y %H:%M:%S %z", &tm))
         show_field("arrival_time", when);
     show_field("sender", *msg.sender ? msg.sender : "<>");
     show_field("client_name", msg.client_name);
@@ -378,8 +378,9 @@ int mailctl_queue(int argc, char **argv)
          * in qmgr's hands; moving it away mid-delivery would race with qmgr.
          */
         if (dir != QUEUE_INCOMING && dir != QUEUE_DEFERRED) {
-            fprintf(stderr, "mailctl: %s: is in %s/; only incoming or deferred mail can be held%s\n",
-                    id, queue_dir_name(dir),
+            fprintf(stderr,
+                    "mailctl: %s: is in %s/; only incoming or deferred mail can be held%s\n", id,
+                    queue_dir_name(dir),
                     dir == QUEUE_ACTIVE ? " (it is being delivered; try again)" : "");
             return MAILCTL_ERROR;
         }

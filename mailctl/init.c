@@ -169,17 +169,17 @@ static int init_certificate(const char *dir, const char *host, const char *addre
         !X509_gmtime_adj(X509_getm_notAfter(x), 3650L * 86400) || !X509_set_pubkey(x, pkey))
         goto out;
     name = X509_get_subject_name(x);
-    if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"tegami sandbox",
-                                    -1, -1, 0) ||
-        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1,
-                                    -1, 0) ||
+    if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+                                    (const unsigned char *)"tegami sandbox", -1, -1, 0) ||
+        !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1,
+                                    0) ||
         !X509_set_issuer_name(x, name))
         goto out;
     X509V3_set_ctx_nodb(&ctx);
     X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
     for (size_t i = 0; i < sizeof(exts) / sizeof(exts[0]); i++) {
-        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid,
-                                                  exts[i].value ? exts[i].value : san.data);
+        X509_EXTENSION *ext =
+            X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, exts[i].value ? exts[i].value : san.data);
 
         if (ext == NULL)
             goto out;
@@ -273,8 +273,7 @@ static int init_parse(int argc, char **argv, struct init_opts *o)
         unsigned char tmp[16];
 
         if (inet_pton(AF_INET, o->address, tmp) != 1 && inet_pton(AF_INET6, o->address, tmp) != 1) {
-            fprintf(stderr, "mailctl: --address: \"%s\" is not a numeric IP address\n",
-                    o->address);
+            fprintf(stderr, "mailctl: --address: \"%s\" is not a numeric IP address\n", o->address);
             return -1;
         }
     }
@@ -491,8 +490,8 @@ int mailctl_init(int argc, char **argv)
                "  stop:        %s/mailctl -c %s stop\n",
                dir, o.domain, config_str("myhostname"), o.domain, o.address, o.offset + 25,
                o.address, o.offset + 110, o.offset + 587, o.offset + 465, o.offset + 995,
-               bindir.data, dir, bindir.data, dir, o.address,
-               o.offset + 25, o.domain, bindir.data, dir);
+               bindir.data, dir, bindir.data, dir, o.address, o.offset + 25, o.domain, bindir.data,
+               dir);
     } else {
         printf("tegami configuration created in %s\n"
                "  check:  %s/mailctl -c %s check\n"

@@ -268,8 +268,8 @@ int mailctl_start(int argc, char **argv)
         }
         if (now_ms() > deadline) {
             if (pending)
-                fprintf(stderr, "mailctl: %s does not accept connections after %d s: %s\n",
-                        pending, START_TIMEOUT_MS / 1000, err.data);
+                fprintf(stderr, "mailctl: %s does not accept connections after %d s: %s\n", pending,
+                        START_TIMEOUT_MS / 1000, err.data);
             else
                 fprintf(stderr, "mailctl: the master is not running after %d s\n",
                         START_TIMEOUT_MS / 1000);
@@ -516,15 +516,16 @@ static void check_tables(struct check_state *cs, const char *param)
         } else {
             dict_close(&d);
             /* A source edited after the last build is a common mistake. */
-            if (colon && (strncmp(list[i], "hash:", 5) == 0 || strncmp(list[i], "btree:", 6) == 0)) {
+            if (colon &&
+                (strncmp(list[i], "hash:", 5) == 0 || strncmp(list[i], "btree:", 6) == 0)) {
                 struct stat src, db;
                 struct strbuf dbpath = STRBUF_INIT;
 
                 strbuf_printf(&dbpath, "%s.db", colon + 1);
                 if (stat(colon + 1, &src) == 0 && stat(dbpath.data, &db) == 0 &&
                     src.st_mtime > db.st_mtime) {
-                    printf("%s: warning: %s is newer than %s; rebuild it (%s)\n", param,
-                           colon + 1, dbpath.data,
+                    printf("%s: warning: %s is newer than %s; rebuild it (%s)\n", param, colon + 1,
+                           dbpath.data,
                            strcmp(param, "virtual_user_maps") == 0 ? "mailctl user ..."
                            : strcmp(param, "alias_maps") == 0      ? "mailctl newaliases"
                                                                    : "mailctl map build");
@@ -550,8 +551,8 @@ int mailctl_check(int argc, char **argv)
 
     no_args(argc, argv);
     strbuf_reset(&err);
-    if (config_load(&err) < 0 || (check_report(&cs, err.data), strbuf_reset(&err),
-                                  config_check(&err) < 0)) {
+    if (config_load(&err) < 0 ||
+        (check_report(&cs, err.data), strbuf_reset(&err), config_check(&err) < 0)) {
         /*
          * main.cf is broken: its values cannot be trusted (a getter would die
          * on them), so check master.cf's syntax with the defaults and stop.
@@ -562,8 +563,7 @@ int mailctl_check(int argc, char **argv)
         if (master_cf_load(&ents, &nents, &err) < 0)
             check_report(&cs, err.data);
         master_cf_free(&ents, nents);
-        printf("mailctl: %d error(s), %d warning(s); fix main.cf first\n", cs.errors,
-               cs.warnings);
+        printf("mailctl: %d error(s), %d warning(s); fix main.cf first\n", cs.errors, cs.warnings);
         strbuf_release(&err);
         return MAILCTL_ERROR;
     }
@@ -589,10 +589,10 @@ int mailctl_check(int argc, char **argv)
                 *eq = 0;
                 strbuf_reset(&err);
                 if (config_override(name, eq + 1, &err) < 0)
-                    check_error(&cs, "%s/master.cf:%d: %.*s", config_directory(), ents[i].line,
-                                (int)(err.len && err.data[err.len - 1] == '\n' ? err.len - 1
-                                                                                : err.len),
-                                err.data);
+                    check_error(
+                        &cs, "%s/master.cf:%d: %.*s", config_directory(), ents[i].line,
+                        (int)(err.len && err.data[err.len - 1] == '\n' ? err.len - 1 : err.len),
+                        err.data);
                 myfree(name);
             }
             /* Overrides apply to one service only: forget them again. */
@@ -615,8 +615,7 @@ int mailctl_check(int argc, char **argv)
         else if (!S_ISDIR(st.st_mode))
             check_error(&cs, "queue directory %s: not a directory", path.data);
         else if (access(path.data, W_OK | X_OK) < 0)
-            check_error(&cs, "queue directory %s: not writable: %s", path.data,
-                        strerror(errno));
+            check_error(&cs, "queue directory %s: not writable: %s", path.data, strerror(errno));
     }
 
     check_tables(&cs, "virtual_user_maps");

@@ -74,8 +74,8 @@ int mailctl_load_config(void)
 
 int mailctl_write_file(const char *path, const char *text, int mode, bool excl)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (excl ? O_EXCL : O_TRUNC),
-                  mode);
+    int fd =
+        open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (excl ? O_EXCL : O_TRUNC), mode);
     size_t len = strlen(text), off = 0;
 
     if (fd < 0) {

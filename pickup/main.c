@@ -33,7 +33,7 @@
 #include "server.h"
 #include "strbuf.h"
 
-#define PICKUP_BATCH 1000          /* names read per directory pass */
+#define PICKUP_BATCH 1000             /* names read per directory pass */
 #define PICKUP_STALE_TEMP (24 * 3600) /* abandoned sendmail temp files are removed after this */
 
 enum pickup_result {
@@ -119,7 +119,8 @@ static enum pickup_result pickup_file(int dirfd, const char *id)
     unsigned uid = (unsigned)st.st_uid;
     if (!S_ISREG(st.st_mode) || st.st_nlink != 1) {
         close(fd);
-        pickup_corrupt(id, uid, S_ISREG(st.st_mode) ? "file has several links" : "not a regular file");
+        pickup_corrupt(id, uid,
+                       S_ISREG(st.st_mode) ? "file has several links" : "not a regular file");
         return PICKUP_DONE;
     }
     struct qf_message m;

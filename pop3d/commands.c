@@ -190,9 +190,8 @@ static void login(struct pop3_session *sess, const char *password, const char *m
     size_t count;
     unsigned long long size;
     pop3_mailbox_stat(&sess->mb, &count, &size);
-    msg_info("login: user=%s, client=%s, method=%s, tls=%s, messages=%zu, size=%llu",
-             sess->login, sess->client, method, sess->tls ? tls_conn_version(sess->tls) : "no",
-             count, size);
+    msg_info("login: user=%s, client=%s, method=%s, tls=%s, messages=%zu, size=%llu", sess->login,
+             sess->client, method, sess->tls ? tls_conn_version(sess->tls) : "no", count, size);
     pop3_reply(sess, "+OK Logged in, %zu messages (%llu octets)", count, size);
 }
 

@@ -211,12 +211,12 @@ static int open_message(const struct pop3_mailbox *mb, const struct maildir_msg 
 
 /* Conversion state carried across blocks. */
 struct xfer {
-    bool bol;             /* at the start of a line */
-    char prev;            /* last byte of the current line ('\n' at bol) */
-    size_t line_len;      /* bytes of the current line so far */
-    bool in_body;         /* past the empty line after the header */
-    long body_left;       /* TOP: body lines still to send; < 0 = all */
-    bool done;            /* TOP: enough sent */
+    bool bol;        /* at the start of a line */
+    char prev;       /* last byte of the current line ('\n' at bol) */
+    size_t line_len; /* bytes of the current line so far */
+    bool in_body;    /* past the empty line after the header */
+    long body_left;  /* TOP: body lines still to send; < 0 = all */
+    bool done;       /* TOP: enough sent */
 };
 
 /*

@@ -23,11 +23,11 @@
 
 /* Parameters, read once in post_init (see libmail/params_pop3d.c). */
 struct pop3d_params {
-    long long timeout;         /* pop3d_timeout, seconds */
-    long long auth_delay;      /* pop3d_auth_failure_delay, seconds */
-    long long auth_limit;      /* pop3d_auth_failure_limit */
-    long long line_limit;      /* pop3d_line_length_limit, CRLF included */
-    long long error_limit;     /* pop3d_error_limit */
+    long long timeout;            /* pop3d_timeout, seconds */
+    long long auth_delay;         /* pop3d_auth_failure_delay, seconds */
+    long long auth_limit;         /* pop3d_auth_failure_limit */
+    long long line_limit;         /* pop3d_line_length_limit, CRLF included */
+    long long error_limit;        /* pop3d_error_limit */
     bool plaintext_auth;          /* pop3d_plaintext_auth */
     bool plaintext_auth_loopback; /* pop3d_plaintext_auth_loopback */
     int tls_timeout_ms;           /* tls_handshake_timeout */
@@ -41,12 +41,12 @@ extern bool pop3d_tls_wrapper;
 
 /* The mailbox of a logged-in session. */
 struct pop3_mailbox {
-    char *path;     /* the Maildir */
-    int lock_fd;    /* from maildir_lock */
+    char *path;  /* the Maildir */
+    int lock_fd; /* from maildir_lock */
     struct maildir_msg *msgs;
     size_t count;
-    bool *deleted;  /* marks, applied only in the UPDATE state */
-    char **uidl;    /* RFC 1939 §7 conforming unique-id per message */
+    bool *deleted; /* marks, applied only in the UPDATE state */
+    char **uidl;   /* RFC 1939 §7 conforming unique-id per message */
 };
 
 /* Lock and list: 0, or -1 with *resp_r a complete "-ERR ..." reply text. */
@@ -76,8 +76,8 @@ struct pop3_session {
     struct stream *stream;
     const char *client; /* "[addr]:port" for logs */
     enum pop3_state state;
-    char *user;         /* USER given (validated, lowercase), or NULL */
-    char *login;        /* the logged-in user */
+    char *user;  /* USER given (validated, lowercase), or NULL */
+    char *login; /* the logged-in user */
     unsigned auth_failures;
     unsigned errors;
     struct pop3_mailbox mb;

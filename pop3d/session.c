@@ -104,8 +104,8 @@ int pop3_session_start_tls(struct pop3_session *sess)
         strbuf_release(&err);
         return -1;
     }
-    sess->tls = tls_conn_start(pop3d_tls_ctx, sess->stream, true, NULL,
-                               pop3d_params.tls_timeout_ms, &err);
+    sess->tls =
+        tls_conn_start(pop3d_tls_ctx, sess->stream, true, NULL, pop3d_params.tls_timeout_ms, &err);
     if (sess->tls == NULL) {
         msg_info("TLS handshake failed with %s: %s", sess->client, strbuf_str(&err));
         strbuf_release(&err);
@@ -202,8 +202,8 @@ void pop3d_service(struct server_client *client)
         explicit_bzero(line.data, line.len); /* may hold a password */
         if (pr != POP3_PARSE_OK) {
             if (pr == POP3_PARSE_BAD_CHAR || pr == POP3_PARSE_TOO_LONG)
-                msg_warn("%s command from %s in %s state", pop3_parse_result_name(pr),
-                         sess.client, state_name(sess.state));
+                msg_warn("%s command from %s in %s state", pop3_parse_result_name(pr), sess.client,
+                         state_name(sess.state));
             struct strbuf reply = STRBUF_INIT;
             strbuf_printf(&reply, "-ERR %s", why);
             pop3_session_error(&sess, reply.data);

@@ -48,7 +48,7 @@ struct options {
     bool ignore_dots; /* -i, -oi */
     const char *sender;
     const char *fullname;
-    bool flush;       /* -q */
+    bool flush; /* -q */
     char **rcpt_args;
     int nrcpt_args;
 };
@@ -94,7 +94,12 @@ static void parse_options(int argc, char **argv, struct options *o)
             case 'i':
                 o->ignore_dots = true;
                 continue;
-            case 'v': case 'n': case 'm': case 'U': case 'd': case 'e':
+            case 'v':
+            case 'n':
+            case 'm':
+            case 'U':
+            case 'd':
+            case 'e':
                 continue;
             case 'C': {
                 /* -C names the config directory (or a main.cf inside it). */

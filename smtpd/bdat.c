@@ -169,8 +169,7 @@ static int read_failed(struct smtpd_data_ctx *c, int r, const char *id)
         (*c->errors)++;
         smtpd_reply_direct(c->stream, "421 4.4.2 Error: timeout exceeded");
     } else {
-        msg_info("%s: lost connection after BDAT from %s[%s]", id, c->client_name,
-                 c->client_addr);
+        msg_info("%s: lost connection after BDAT from %s[%s]", id, c->client_name, c->client_addr);
     }
     return -1;
 }

@@ -88,8 +88,8 @@ static struct smtpd_verdict check_mail(const struct smtpd_state *st, const struc
         return reply(out, 555, "5.5.4 Unsupported option: %s", cmd->params[0].key);
     struct esmtp_mail em;
     const char *key = NULL, *why = NULL;
-    switch (esmtp_mail_parse(cmd->params, cmd->nparams, auth_offered(st, pol) ? ESMTP_ALLOW_AUTH : 0,
-                             &em, &key, &why)) {
+    switch (esmtp_mail_parse(cmd->params, cmd->nparams,
+                             auth_offered(st, pol) ? ESMTP_ALLOW_AUTH : 0, &em, &key, &why)) {
     case ESMTP_OK:
         break;
     case ESMTP_SYNTAX:
@@ -247,8 +247,7 @@ static struct smtpd_verdict check_starttls(const struct smtpd_state *st,
 }
 
 /* RFC 4954 §4. 334 means: session.c runs the exchange (auth.c). */
-static struct smtpd_verdict check_auth(const struct smtpd_state *st,
-                                       const struct smtpd_policy *pol,
+static struct smtpd_verdict check_auth(const struct smtpd_state *st, const struct smtpd_policy *pol,
                                        const struct smtp_cmd *cmd, struct strbuf *out)
 {
     if (!pol->auth_enabled)
@@ -315,8 +314,9 @@ struct smtpd_verdict smtpd_check(const struct smtpd_state *st, const struct smtp
                      "2.5.2 Cannot VRFY user, but will accept message and attempt "
                      "delivery");
     case SMTP_VERB_HELP:
-        return reply(out, 214, "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY "
-                                "HELP STARTTLS AUTH QUIT");
+        return reply(out, 214,
+                     "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY "
+                     "HELP STARTTLS AUTH QUIT");
     case SMTP_VERB_QUIT: {
         struct smtpd_verdict v = reply(out, 221, "2.0.0 Bye");
         v.disconnect = true;

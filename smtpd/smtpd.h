@@ -49,10 +49,10 @@ struct smtpd_policy {
 
 /* The protocol state the checks read (session.c changes it). */
 struct smtpd_state {
-    bool helo_seen; /* HELO or EHLO accepted */
-    bool esmtp;     /* it was EHLO */
-    bool mail_seen; /* MAIL accepted, transaction open */
-    size_t nrcpt;   /* recipients accepted in this transaction */
+    bool helo_seen;        /* HELO or EHLO accepted */
+    bool esmtp;            /* it was EHLO */
+    bool mail_seen;        /* MAIL accepted, transaction open */
+    size_t nrcpt;          /* recipients accepted in this transaction */
     bool tls;              /* the session runs over TLS */
     const char *sasl_user; /* the authenticated login, NULL before AUTH */
     /* ESMTP transaction options (esmtp.c, bdat.c). */
@@ -108,10 +108,10 @@ struct smtpd_data_ctx {
     const char *sender;   /* "" = null sender */
     char **rcpts;
     size_t nrcpt;
-    int *errors; /* incremented on error replies */
-    const char *tls_info;  /* "TLSv1.3 with cipher ..." or NULL (Received header) */
-    const char *sasl_user; /* authenticated login or NULL (queue file A record) */
-    bool submission;       /* add Message-ID and Date when missing */
+    int *errors;                      /* incremented on error replies */
+    const char *tls_info;             /* "TLSv1.3 with cipher ..." or NULL (Received header) */
+    const char *sasl_user;            /* authenticated login or NULL (queue file A record) */
+    bool submission;                  /* add Message-ID and Date when missing */
     const struct smtpd_envelope *env; /* DSN/SMTPUTF8 options (esmtp.c), may be NULL */
 };
 int smtpd_data(struct smtpd_data_ctx *ctx);
@@ -129,10 +129,10 @@ void smtpd_received_header(struct qf_writer *w, const struct smtpd_data_ctx *c,
 struct smtpd_envelope {
     bool smtputf8;
     bool binarymime;
-    int ret;           /* 0 none, 1 FULL, 2 HDRS (qf_message.dsn_ret) */
-    char *envid;       /* decoded ENVID or NULL */
-    char **orcpt;      /* per accepted recipient: "type;addr" or NULL */
-    unsigned *notify;  /* per accepted recipient: QF_NOTIFY_* bits */
+    int ret;          /* 0 none, 1 FULL, 2 HDRS (qf_message.dsn_ret) */
+    char *envid;      /* decoded ENVID or NULL */
+    char **orcpt;     /* per accepted recipient: "type;addr" or NULL */
+    unsigned *notify; /* per accepted recipient: QF_NOTIFY_* bits */
     size_t cap;
 };
 /* smtp_parse_command flags for this line: UTF-8 paths on MAIL/RCPT after EHLO. */

@@ -243,8 +243,10 @@ static struct smtpd_verdict run_p(const struct smtpd_policy *pol, const struct s
     return v;
 }
 
-static const struct smtpd_state tls_greeted = {true, true, false, 0, true, NULL, false, false, false};
-static const struct smtpd_state tls_authed = {true, true, false, 0, true, "alice", false, false, false};
+static const struct smtpd_state tls_greeted = {true, true,  false, 0,    true,
+                                               NULL, false, false, false};
+static const struct smtpd_state tls_authed = {true,    true,  false, 0,    true,
+                                              "alice", false, false, false};
 
 static void test_starttls_only_when_configured_and_not_in_tls(void **state)
 {
@@ -305,10 +307,11 @@ static void test_submission_needs_auth_and_owned_sender(void **state)
     assert_memory_equal(strbuf_str(&out), "553 5.7.1 ", 10);
     assert_int_equal(run_p(&p, &tls_authed, "MAIL FROM:<broken@example.test>", &out).code, 451);
     /* RFC 4954 §5 AUTH= is accepted when AUTH is offered. */
-    assert_int_equal(
-        run_p(&p, &tls_authed, "MAIL FROM:<alice@example.test> AUTH=<>", &out).code, 250);
+    assert_int_equal(run_p(&p, &tls_authed, "MAIL FROM:<alice@example.test> AUTH=<>", &out).code,
+                     250);
     /* Authenticated clients may relay; others may not. */
-    const struct smtpd_state authed_mail = {true, true, true, 0, true, "alice", false, false, false};
+    const struct smtpd_state authed_mail = {true,    true,  true,  0,    true,
+                                            "alice", false, false, false};
     const struct smtpd_state anon_mail = {true, true, true, 0, true, NULL, false, false, false};
     assert_int_equal(run_p(&p, &authed_mail, "RCPT TO:<x@remote.example>", &out).code, 250);
     assert_int_equal(run_p(&p, &anon_mail, "RCPT TO:<x@remote.example>", &out).code, 554);
@@ -334,22 +337,52 @@ static void test_utf8_address_needs_smtputf8(void **state)
     (void)state;
     struct strbuf out = STRBUF_INIT;
     /* RFC 6531 §3.5: 553 5.6.7 without SMTPUTF8. */
-    assert_int_equal(run_u(&greeted, "MAIL FROM:<j\xc3\xb6" "e@b.example>", &out).code, 553);
+    assert_int_equal(run_u(&greeted,
+                           "MAIL FROM:<j\xc3\xb6"
+                           "e@b.example>",
+                           &out)
+                         .code,
+                     553);
     assert_memory_equal(strbuf_str(&out), "553 5.6.7 ", 10);
-    assert_int_equal(run_u(&greeted, "MAIL FROM:<j\xc3\xb6" "e@b.example> SMTPUTF8", &out).code, 250);
+    assert_int_equal(run_u(&greeted,
+                           "MAIL FROM:<j\xc3\xb6"
+                           "e@b.example> SMTPUTF8",
+                           &out)
+                         .code,
+                     250);
     assert_int_equal(run_u(&greeted, "MAIL FROM:<a@b.example> SMTPUTF8=yes", &out).code, 501);
-    assert_int_equal(run_u(&in_mail, "RCPT TO:<j\xc3\xb6" "e@example.test>", &out).code, 553);
+    assert_int_equal(run_u(&in_mail,
+                           "RCPT TO:<j\xc3\xb6"
+                           "e@example.test>",
+                           &out)
+                         .code,
+                     553);
     assert_memory_equal(strbuf_str(&out), "553 5.6.7 ", 10);
     struct smtpd_state utf8_mail = in_mail;
     utf8_mail.smtputf8 = true;
     /* Classified (fake: remote, not trusted): past the SMTPUTF8 check. */
-    assert_int_equal(run_u(&utf8_mail, "RCPT TO:<j\xc3\xb6" "e@example.test>", &out).code, 554);
+    assert_int_equal(run_u(&utf8_mail,
+                           "RCPT TO:<j\xc3\xb6"
+                           "e@example.test>",
+                           &out)
+                         .code,
+                     554);
     /* Malformed UTF-8 is a bad address, SMTPUTF8 or not. */
-    assert_int_equal(run_u(&utf8_mail, "RCPT TO:<j\xc3" "e@example.test>", &out).code, 501);
+    assert_int_equal(run_u(&utf8_mail,
+                           "RCPT TO:<j\xc3"
+                           "e@example.test>",
+                           &out)
+                         .code,
+                     501);
     /* After HELO no UTF-8 at all: an 8-bit command is a syntax error. */
     struct smtpd_state helo = greeted;
     helo.esmtp = false;
-    assert_int_equal(run_u(&helo, "MAIL FROM:<j\xc3\xb6" "e@b.example>", &out).code, 500);
+    assert_int_equal(run_u(&helo,
+                           "MAIL FROM:<j\xc3\xb6"
+                           "e@b.example>",
+                           &out)
+                         .code,
+                     500);
     strbuf_release(&out);
 }
 
@@ -360,13 +393,12 @@ static void test_dsn_parameters(void **state)
     assert_int_equal(run(&greeted, "MAIL FROM:<a@b.c> RET=HDRS ENVID=QQ+2B1", &out).code, 250);
     assert_int_equal(run(&greeted, "MAIL FROM:<a@b.c> RET=BODY", &out).code, 501);
     assert_int_equal(run(&greeted, "MAIL FROM:<a@b.c> ENVID=a+zz", &out).code, 501);
-    assert_string_equal(strbuf_str(&out),
-                        "501 5.5.4 Bad ENVID parameter (malformed ENVID xtext)");
-    assert_int_equal(
-        run(&in_mail, "RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+40b",
-            &out)
-            .code,
-        250);
+    assert_string_equal(strbuf_str(&out), "501 5.5.4 Bad ENVID parameter (malformed ENVID xtext)");
+    assert_int_equal(run(&in_mail,
+                         "RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+40b",
+                         &out)
+                         .code,
+                     250);
     assert_int_equal(run(&in_mail, "RCPT TO:<alice@example.test> NOTIFY=NEVER", &out).code, 250);
     assert_int_equal(run(&in_mail, "RCPT TO:<alice@example.test> NOTIFY=NEVER,DELAY", &out).code,
                      501);

@@ -61,8 +61,9 @@ int smtpd_tls_handshake(struct stream *stream, const char *client_name, const ch
     }
     strbuf_reset(&err);
     tls_conn_describe(c, &err);
-    msg_info("%s TLS connection established from %s[%s]: %s", tls_conn_resumed(c) ? "Reused" :
-             "Anonymous", client_name, client_addr, strbuf_str(&err));
+    msg_info("%s TLS connection established from %s[%s]: %s",
+             tls_conn_resumed(c) ? "Reused" : "Anonymous", client_name, client_addr,
+             strbuf_str(&err));
     *conn_r = c;
     *info_r = strbuf_detach(&err, NULL);
     return 0;

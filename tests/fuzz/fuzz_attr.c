@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n > 0) {
         struct strbuf sb = STRBUF_INIT;
         attr_encode(&l, &sb);
-        if (attr_decode(sb.data, sb.len, 1 << 20, &m, &why) != (ssize_t)sb.len || m.count != l.count)
+        if (attr_decode(sb.data, sb.len, 1 << 20, &m, &why) != (ssize_t)sb.len ||
+            m.count != l.count)
             __builtin_trap();
         for (size_t i = 0; i < l.count; i++)
             if (m.items[i].len != l.items[i].len ||

@@ -17,7 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool last;
 
     smtp_cmd_init(&cmd);
-    if (smtp_parse_command((const char *)data, size, SMTP_PARSE_UTF8, &cmd, &err) == SMTP_PARSE_OK) {
+    if (smtp_parse_command((const char *)data, size, SMTP_PARSE_UTF8, &cmd, &err) ==
+        SMTP_PARSE_OK) {
         esmtp_mail_parse(cmd.params, cmd.nparams, ESMTP_ALLOW_AUTH, &m, &key, &err);
         esmtp_rcpt_parse(cmd.params, cmd.nparams, true, &r, &key, &err);
         esmtp_rcpt_parse(cmd.params, cmd.nparams, false, &r, &key, &err);

@@ -31,10 +31,39 @@ static void test_parse_rejects_malformed_mailboxes(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "",  "@", "a@", "@b", "a", "a@b@c", ".a@b", "a.@b", "a..b@c", "a b@c", "a@b c",
-        "a@-b", "a@b-", "a@b.", "a@.b", "a@b..c", "\"a@b", "\"a\"b@c", "a\"b\"@c", "a@[1.2.3]",
-        "a@[1.2.3.256]", "a@[IPv6:zz::1]", "a@[tag:]", "a@[:x]", "a@[tag:a b]", "a@[x", "a(b)@c",
-        "a,b@c", "a:b@c", "a<b@c", "a@b_c", "a@[tag:a\\b]", "\"\\\x01\"@b",
+        "",
+        "@",
+        "a@",
+        "@b",
+        "a",
+        "a@b@c",
+        ".a@b",
+        "a.@b",
+        "a..b@c",
+        "a b@c",
+        "a@b c",
+        "a@-b",
+        "a@b-",
+        "a@b.",
+        "a@.b",
+        "a@b..c",
+        "\"a@b",
+        "\"a\"b@c",
+        "a\"b\"@c",
+        "a@[1.2.3]",
+        "a@[1.2.3.256]",
+        "a@[IPv6:zz::1]",
+        "a@[tag:]",
+        "a@[:x]",
+        "a@[tag:a b]",
+        "a@[x",
+        "a(b)@c",
+        "a,b@c",
+        "a:b@c",
+        "a<b@c",
+        "a@b_c",
+        "a@[tag:a\\b]",
+        "\"\\\x01\"@b",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_reject(bad[i], 0);
@@ -58,7 +87,9 @@ static void test_parse_rejects_8bit_without_smtputf8(void **state)
 {
     (void)state;
     expect_reject("j\xc3\xb6rg@example.com", 0);
-    expect_reject("a@b\xc3\xbc" "cher.de", 0);
+    expect_reject("a@b\xc3\xbc"
+                  "cher.de",
+                  0);
 }
 
 static void test_parse_rejects_invalid_utf8(void **state)
@@ -93,10 +124,12 @@ static void test_parse_enforces_length_limits(void **state)
     memcpy(buf + 65, "@b.c", 5);
     expect_reject(buf, 0);
     /* 63-byte label ok, 64 not */
-    snprintf(buf, sizeof(buf), "a@%.*s.com", 63, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    snprintf(buf, sizeof(buf), "a@%.*s.com", 63,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     assert_true(parse(buf, 0, &a, &why));
     address_release(&a);
-    snprintf(buf, sizeof(buf), "a@%.*s.com", 64, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    snprintf(buf, sizeof(buf), "a@%.*s.com", 64,
+             "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
     expect_reject(buf, 0);
     /* whole address beyond 254 */
     size_t n = 0;
@@ -132,8 +165,8 @@ static void test_parse_path_malformed(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "a@b", "<a@b", "<", "<a@b >", "< a@b>", "<@x:>", "<@x,a@b>", "<@:a@b>", "<@x a@b>",
-        "<\"a>b\"@c", "<@x,@:a@b>", "<postmaster>",
+        "a@b",      "<a@b",    "<",        "<a@b >",     "< a@b>",     "<@x:>",
+        "<@x,a@b>", "<@:a@b>", "<@x a@b>", "<\"a>b\"@c", "<@x,@:a@b>", "<postmaster>",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct address a;
@@ -229,7 +262,9 @@ static void test_parse_utf8_with_smtputf8(void **state)
     (void)state;
     struct address a;
     const char *why;
-    assert_true(parse("j\xc3\xb6rg@b\xc3\xbc" "cher.de", ADDRESS_UTF8, &a, &why));
+    assert_true(parse("j\xc3\xb6rg@b\xc3\xbc"
+                      "cher.de",
+                      ADDRESS_UTF8, &a, &why));
     assert_true(a.utf8);
     assert_string_equal(a.local, "j\xc3\xb6rg");
     address_release(&a);
@@ -243,9 +278,9 @@ static void test_format_requotes_when_needed(void **state)
     static const struct {
         const char *local, *out;
     } cases[] = {
-        {"plain", "plain@d"},     {"a.b", "a.b@d"},         {"a b", "\"a b\"@d"},
-        {".a", "\".a\"@d"},       {"a..b", "\"a..b\"@d"},   {"a.", "\"a.\"@d"},
-        {"", "\"\"@d"},           {"a\"b", "\"a\\\"b\"@d"}, {"a\\b", "\"a\\\\b\"@d"},
+        {"plain", "plain@d"}, {"a.b", "a.b@d"},         {"a b", "\"a b\"@d"},
+        {".a", "\".a\"@d"},   {"a..b", "\"a..b\"@d"},   {"a.", "\"a.\"@d"},
+        {"", "\"\"@d"},       {"a\"b", "\"a\\\"b\"@d"}, {"a\\b", "\"a\\\\b\"@d"},
         {"a@b", "\"a@b\"@d"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -22,19 +22,19 @@ static void test_decode_rejects_malformed(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "x",                 /* not a length */
-        ":a,",               /* empty length */
-        "01:a,1:b,0:,",      /* leading zero */
-        "00:,",              /* leading zero in the end marker */
-        "+1:a,1:b,0:,",      /* sign */
-        " 1:a,1:b,0:,",      /* space */
-        "1:a;1:b,0:,",       /* bad terminator */
-        "1:A,1:b,0:,",       /* upper case name */
-        "1:-,1:b,0:,",       /* bad name character */
-        "3:a b,1:b,0:,",     /* space in name */
-        "1:a,1:b;0:,",       /* bad value terminator */
+        "x",                         /* not a length */
+        ":a,",                       /* empty length */
+        "01:a,1:b,0:,",              /* leading zero */
+        "00:,",                      /* leading zero in the end marker */
+        "+1:a,1:b,0:,",              /* sign */
+        " 1:a,1:b,0:,",              /* space */
+        "1:a;1:b,0:,",               /* bad terminator */
+        "1:A,1:b,0:,",               /* upper case name */
+        "1:-,1:b,0:,",               /* bad name character */
+        "3:a b,1:b,0:,",             /* space in name */
+        "1:a,1:b;0:,",               /* bad value terminator */
         "99999999999999999999999:a", /* overflow */
-        "2000:",             /* beyond max_record */
+        "2000:",                     /* beyond max_record */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct attr_list l = ATTR_LIST_INIT;

@@ -87,9 +87,8 @@ static void test_parse_rejects_nul_and_bare_cr(void **state)
     (void)state;
     struct strbuf out = STRBUF_INIT, err = STRBUF_INIT;
     static const char nul[] = "a b\nc \0d\n";
-    assert_int_equal(dict_parse_source(nul, sizeof(nul) - 1, DICT_FORMAT_MAP, collect, &out,
-                                       "src", &err),
-                     -1);
+    assert_int_equal(
+        dict_parse_source(nul, sizeof(nul) - 1, DICT_FORMAT_MAP, collect, &out, "src", &err), -1);
     assert_string_equal(err.data, "src:2: NUL byte");
     assert_int_equal(parse("a b\rc\n", DICT_FORMAT_MAP, &out, &err), -1);
     assert_string_equal(err.data, "src:1: bare CR");

@@ -1,4 +1,5 @@
-/* Unit tests for libmail/esmtp_params: MAIL/RCPT parameter values and BDAT sizes. Malformed first. */
+/* Unit tests for libmail/esmtp_params: MAIL/RCPT parameter values and BDAT sizes. Malformed first.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -55,7 +56,8 @@ static void test_bad_xtext_is_syntax_error(void **state)
     assert_string_equal(key, "ENVID");
     assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=abc+4", 0, &m, &key), ESMTP_SYNTAX);
     assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=abc+4g", 0, &m, &key), ESMTP_SYNTAX);
-    assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=abc+4a", 0, &m, &key), ESMTP_SYNTAX); /* lowercase hex */
+    assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=abc+4a", 0, &m, &key),
+                     ESMTP_SYNTAX); /* lowercase hex */
     /* Decoded control characters would end up in DSN headers. */
     assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=a+0Ab", 0, &m, &key), ESMTP_SYNTAX);
     assert_int_equal(mail("MAIL FROM:<a@b.c> ENVID=a+00b", 0, &m, &key), ESMTP_SYNTAX);
@@ -70,7 +72,8 @@ static void test_bad_xtext_is_syntax_error(void **state)
     /* UTF-8 in an ORCPT only under SMTPUTF8. */
     assert_int_equal(rcpt("RCPT TO:<a@b.c> ORCPT=rfc822;j+C3+B6e@b.c", false, &r), ESMTP_SYNTAX);
     assert_int_equal(rcpt("RCPT TO:<a@b.c> ORCPT=rfc822;j+C3+B6e@b.c", true, &r), ESMTP_OK);
-    assert_string_equal(r.orcpt, "rfc822;j\xc3\xb6" "e@b.c");
+    assert_string_equal(r.orcpt, "rfc822;j\xc3\xb6"
+                                 "e@b.c");
     assert_int_equal(rcpt("RCPT TO:<a@b.c> ORCPT=rfc822;j+C3e@b.c", true, &r), ESMTP_SYNTAX);
 }
 
@@ -152,9 +155,21 @@ static void test_bad_bdat_sizes(void **state)
     unsigned long long n = 7;
     bool last = true;
     const char *err = NULL;
-    const char *bad[] = {"", " 1", "1 ", "-1", "+1", "0x10", "1.5", "1  LAST", "1 LASTX",
-                         "1 FIRST", "LAST", "1 LAST x", "18446744073709551616",
-                         "123456789012345678901", "1\tLAST"};
+    const char *bad[] = {"",
+                         " 1",
+                         "1 ",
+                         "-1",
+                         "+1",
+                         "0x10",
+                         "1.5",
+                         "1  LAST",
+                         "1 LASTX",
+                         "1 FIRST",
+                         "LAST",
+                         "1 LAST x",
+                         "18446744073709551616",
+                         "123456789012345678901",
+                         "1\tLAST"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         err = NULL;
         assert_false(esmtp_bdat_parse(bad[i], &n, &last, &err));
@@ -196,7 +211,8 @@ static void test_good_mail_params_decode(void **state)
     struct esmtp_mail m;
     struct esmtp_rcpt r;
     const char *key = NULL;
-    assert_int_equal(mail("MAIL FROM:<j\xc3\xb6" "e@b.c> SMTPUTF8 BODY=binarymime RET=hdrs "
+    assert_int_equal(mail("MAIL FROM:<j\xc3\xb6"
+                          "e@b.c> SMTPUTF8 BODY=binarymime RET=hdrs "
                           "ENVID=QQ+2B1+3D2 SIZE=123",
                           0, &m, &key),
                      ESMTP_OK);

@@ -114,15 +114,14 @@ static void test_override_without_value_is_error(void **state)
 static void test_override_of_unknown_parameter_is_error(void **state)
 {
     (void)state;
-    expect_error("25 inet n - n - smtpd\n  -o no_such_thing=1\n", "master.cf:1: ",
-                 "unknown parameter");
+    expect_error("25 inet n - n - smtpd\n  -o no_such_thing=1\n",
+                 "master.cf:1: ", "unknown parameter");
 }
 
 static void test_continuation_without_entry_is_error(void **state)
 {
     (void)state;
-    expect_error("  -o max_use=1\n25 inet n - n - smtpd\n", "master.cf:1: ",
-                 "continuation line");
+    expect_error("  -o max_use=1\n25 inet n - n - smtpd\n", "master.cf:1: ", "continuation line");
 }
 
 static void test_duplicate_service_is_error(void **state)
@@ -202,7 +201,8 @@ static void test_maxproc_dash_uses_default_process_limit(void **state)
 {
     (void)state;
     assert_int_equal(config_load_text("main.cf", "default_process_limit = 7\n",
-                                      strlen("default_process_limit = 7\n"), NULL), 0);
+                                      strlen("default_process_limit = 7\n"), NULL),
+                     0);
     assert_int_equal(parse("25 inet n - n - smtpd\n"), 0);
     assert_int_equal(ents[0].maxproc, 7);
 }
@@ -244,8 +244,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_override_without_value_is_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_override_of_unknown_parameter_is_error, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_continuation_without_entry_is_error, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_continuation_without_entry_is_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_service_is_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nul_byte_is_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_every_bad_line_is_reported, setup, teardown),
@@ -254,8 +253,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_override_on_first_line_and_joined_form, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_override_values_may_contain_commas, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_override_values_may_contain_commas, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_file_has_no_services, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

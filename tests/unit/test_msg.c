@@ -48,7 +48,8 @@ static char *read_log(void)
 static void test_peer_controls_cannot_forge_log_lines(void **state)
 {
     (void)state;
-    msg_warn("%s: client said %s", "4ABC", "hi\nNov 1 00:00:00 host tegami/smtpd[1]: fake\r\x1b[2J");
+    msg_warn("%s: client said %s", "4ABC",
+             "hi\nNov 1 00:00:00 host tegami/smtpd[1]: fake\r\x1b[2J");
     char *log = read_log();
     /* exactly one line, controls replaced */
     assert_non_null(strchr(log, '\n'));

@@ -64,7 +64,7 @@ static void test_stray_cr_and_controls_are_rejected(void **state)
 {
     (void)state;
     assert_int_equal(parse("ST\rAT\r\n"), POP3_PARSE_BAD_CHAR);
-    assert_int_equal(parse("STAT\r"), POP3_PARSE_BAD_CHAR);   /* CR without LF */
+    assert_int_equal(parse("STAT\r"), POP3_PARSE_BAD_CHAR); /* CR without LF */
     assert_int_equal(parse("STAT\r\r\n"), POP3_PARSE_BAD_CHAR);
     assert_int_equal(parse("LIST\t1\r\n"), POP3_PARSE_BAD_CHAR);
     assert_int_equal(parse("PASS a\x7f\r\n"), POP3_PARSE_BAD_CHAR);

@@ -59,8 +59,16 @@ static void test_id_valid_rejects_bad_ids(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "", "ABC", "1234567", "../../etc/passwd", ".t1234567890", "ABCDEFGHIJKLW",
-        "abcdefghijkl", "0123456789ABCDEFGHIJKLMN", "12345678 ", "1234/5678",
+        "",
+        "ABC",
+        "1234567",
+        "../../etc/passwd",
+        ".t1234567890",
+        "ABCDEFGHIJKLW",
+        "abcdefghijkl",
+        "0123456789ABCDEFGHIJKLMN",
+        "12345678 ",
+        "1234/5678",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         if (queue_id_valid(bad[i]))

@@ -123,7 +123,10 @@ static char *build(const struct rec *r, size_t n, size_t *len_r)
     return strbuf_detach(&sb, len_r);
 }
 
-#define R(t, s) {t, s, sizeof(s) - 1}
+#define R(t, s)                                                                                    \
+    {                                                                                              \
+        t, s, sizeof(s) - 1                                                                        \
+    }
 
 static void test_reader_rejects_garbage_and_empty(void **state)
 {
@@ -166,7 +169,10 @@ static void test_reader_rejects_duplicates_and_bad_fields(void **state)
         {R('T', "1"), R('S', "a\nb"), R('M', ""), R('X', "")},
         {R('T', "1"), R('S', "a\0b"), R('M', ""), R('X', "")},
         {R('T', "1"), R('S', ""), R('R', "Xa@b\0"), R('M', ""), R('X', "")},
-        {R('T', "1"), R('S', ""), R('R', "P\x20" "a@b\0"), R('M', ""), R('X', "")},
+        {R('T', "1"), R('S', ""),
+         R('R', "P\x20"
+                "a@b\0"),
+         R('M', ""), R('X', "")},
         {R('T', "1"), R('S', ""), R('R', "P\0a@b"), R('M', ""), R('X', "")},
         {R('T', "1"), R('S', ""), R('R', "P\0\0x"), R('M', ""), R('X', "")},
         {R('T', "1"), R('S', ""), R('R', "P\0a@b\0x\0"), R('M', ""), R('X', "")},

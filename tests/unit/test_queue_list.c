@@ -36,8 +36,8 @@ static void test_json_escapes_invalid_utf8_bytes(void **state)
 {
     (void)state;
     json("\xff", "\"\\u00ff\"");
-    json("a\xc3", "\"a\\u00c3\"");             /* truncated sequence */
-    json("\xc0\xaf", "\"\\u00c0\\u00af\"");    /* overlong '/' */
+    json("a\xc3", "\"a\\u00c3\"");                     /* truncated sequence */
+    json("\xc0\xaf", "\"\\u00c0\\u00af\"");            /* overlong '/' */
     json("\xed\xa0\x80", "\"\\u00ed\\u00a0\\u0080\""); /* surrogate */
 }
 

@@ -22,18 +22,18 @@ static void test_base64_rejects_malformed_input(void **state)
     (void)state;
     unsigned char buf[64];
     static const char *const bad[] = {
-        "",          /* empty (not "=") */
-        "QQ",        /* not a multiple of 4 */
-        "QQ=",       /* short padding */
-        "Q===",      /* too much padding */
-        "QQ==QQ==",  /* padding in the middle */
-        "QQ=A",      /* data after padding */
-        "QR==",      /* non-canonical: dropped bits set */
-        "QUI=x",     /* trailing garbage */
-        "QU I",      /* space */
-        "QUJD\r\n",  /* line end */
-        "QU\x80I",   /* 8-bit */
-        "QUJ-",      /* base64url alphabet */
+        "",         /* empty (not "=") */
+        "QQ",       /* not a multiple of 4 */
+        "QQ=",      /* short padding */
+        "Q===",     /* too much padding */
+        "QQ==QQ==", /* padding in the middle */
+        "QQ=A",     /* data after padding */
+        "QR==",     /* non-canonical: dropped bits set */
+        "QUI=x",    /* trailing garbage */
+        "QU I",     /* space */
+        "QUJD\r\n", /* line end */
+        "QU\x80I",  /* 8-bit */
+        "QUJ-",     /* base64url alphabet */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(sasl_base64_decode(bad[i], strlen(bad[i]), buf, sizeof(buf)), -1);
@@ -86,13 +86,13 @@ static void test_plain_rejects_bad_messages(void **state)
         const char *raw;
         size_t len;
     } bad[] = {
-        {"alice", 5},                 /* no NUL */
-        {"\0alice", 6},               /* one NUL */
-        {"\0\0secret", 8},            /* empty authcid */
-        {"\0alice\0", 7},             /* empty password */
-        {"\0alice\0se\0cret", 14},    /* third NUL */
-        {"\0ali\nce\0secret", 14},    /* LF in a field */
-        {"\0alice\0sec\rret", 14},    /* CR in a field */
+        {"alice", 5},              /* no NUL */
+        {"\0alice", 6},            /* one NUL */
+        {"\0\0secret", 8},         /* empty authcid */
+        {"\0alice\0", 7},          /* empty password */
+        {"\0alice\0se\0cret", 14}, /* third NUL */
+        {"\0ali\nce\0secret", 14}, /* LF in a field */
+        {"\0alice\0sec\rret", 14}, /* CR in a field */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *enc = b64(bad[i].raw, bad[i].len);

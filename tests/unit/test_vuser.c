@@ -28,8 +28,7 @@ static int setup(void **state)
     config_set_directory(tmpdir);
     strbuf_printf(&v, "%s/mail", tmpdir);
     assert_int_equal(config_override("virtual_mailbox_base", v.data, &err), 0);
-    assert_int_equal(config_override("virtual_user_maps", "hash:$config_directory/users", &err),
-                     0);
+    assert_int_equal(config_override("virtual_user_maps", "hash:$config_directory/users", &err), 0);
     strbuf_release(&err);
     strbuf_release(&v);
     return 0;
