@@ -41,13 +41,13 @@ struct tls_config {
     const char *key_file;   /* PEM private key (may be the same file) */
     const char *cert2_file; /* optional second pair (other key type) */
     const char *key2_file;
-    const char *protocols;    /* ">=TLSv1.2", ">=TLSv1.3", "TLSv1.2 TLSv1.3" */
-    const char *cipherlist;   /* TLS <= 1.2 cipher string (OpenSSL syntax) */
-    const char *ciphersuites; /* TLS 1.3 suites, "" = OpenSSL's default */
-    long session_timeout;     /* seconds a session may be resumed */
-    bool session_tickets;     /* RFC 5077 / TLS 1.3 tickets */
+    const char *protocols;       /* ">=TLSv1.2", ">=TLSv1.3", "TLSv1.2 TLSv1.3" */
+    const char *cipherlist;      /* TLS <= 1.2 cipher string (OpenSSL syntax) */
+    const char *ciphersuites;    /* TLS 1.3 suites, "" = OpenSSL's default */
+    long session_timeout;        /* seconds a session may be resumed */
+    bool session_tickets;        /* RFC 5077 / TLS 1.3 tickets */
     const char *ticket_key_file; /* shared ticket key, NULL = per-process key */
-    const char *ca_file;      /* client: trust anchors; NULL = no verification */
+    const char *ca_file;         /* client: trust anchors; NULL = no verification */
 };
 
 struct tls_ctx;
