@@ -138,6 +138,46 @@ bool anvil_client_connect(struct anvil_client *c, const char *service, const cha
     return true;
 }
 
+/* One auth_fail or lookup request; true with auth_failures from a well-formed reply. */
+static bool auth_request(struct anvil_client *c, const char *request, const char *service,
+                         const char *addr, unsigned *failures_r)
+{
+    long long failures;
+
+    *failures_r = 0;
+    attr_list_reset(&c->req);
+    attr_list_add_str(&c->req, "request", request);
+    attr_list_add_str(&c->req, "service", service);
+    attr_list_add_str(&c->req, "client", addr);
+    if (anvil_call(c) < 0)
+        return false;
+    const char *status = attr_list_get(&c->rep, "status");
+    if (status && strcmp(status, "full") == 0) {
+        msg_warn("anvil: table full, AUTH failure of %s not counted", addr);
+        return false;
+    }
+    if (status == NULL || (strcmp(status, "ok") != 0 && strcmp(status, "unknown") != 0) ||
+        !attr_list_get_int(&c->rep, "auth_failures", &failures) || failures < 0) {
+        fail(c, "malformed reply");
+        return false;
+    }
+    *failures_r = failures > 0xffffffffLL ? 0xffffffffu : (unsigned)failures;
+    return true;
+}
+
+bool anvil_client_auth_fail(struct anvil_client *c, const char *service, const char *addr,
+                            unsigned *failures_r)
+{
+    return auth_request(c, "auth_fail", service, addr, failures_r);
+}
+
+bool anvil_client_auth_failures(struct anvil_client *c, const char *service, const char *addr,
+                                unsigned *failures_r)
+{
+    /* "unknown" (no entry) is a valid answer: no failures. */
+    return auth_request(c, "lookup", service, addr, failures_r);
+}
+
 void anvil_client_disconnect(struct anvil_client *c, const char *service, const char *addr)
 {
     attr_list_reset(&c->req);

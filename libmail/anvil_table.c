@@ -21,10 +21,12 @@ struct anvil_entry {
     char *service;
     char *addr;
     uint32_t hash;
-    unsigned count;      /* connections open now */
-    unsigned rate;       /* connections opened in this window */
-    time_t window_start; /* start of the rate window */
-    time_t last;         /* last connect or disconnect */
+    unsigned count;           /* connections open now */
+    unsigned rate;            /* connections opened in this window */
+    time_t window_start;      /* start of the rate window */
+    time_t last;              /* last connect, disconnect or authentication failure */
+    unsigned auth_failures;   /* authentication failures in this auth window */
+    time_t auth_window_start; /* start of the auth window (0 failures: unused) */
 };
 
 struct anvil_table {
@@ -184,28 +186,39 @@ static bool make_room(struct anvil_table *t, time_t now)
     return false;
 }
 
+/* The entry for (service, addr), created when missing; NULL when the table is full. */
+static struct anvil_entry *entry_get(struct anvil_table *t, const char *service, const char *addr,
+                                     time_t now)
+{
+    uint32_t h = anvil_hash(t->seed, service, addr);
+    struct anvil_entry *e = entry_find(t, service, addr, h);
+    if (e != NULL)
+        return e;
+    if (!make_room(t, now))
+        return NULL;
+    e = mycalloc(1, sizeof(*e));
+    e->service = mystrdup(service);
+    e->addr = mystrdup(addr);
+    e->hash = h;
+    e->window_start = now;
+    e->auth_window_start = now;
+    size_t b = h & (t->nbuckets - 1);
+    e->hnext = t->buckets[b];
+    t->buckets[b] = e;
+    list_append(t, e);
+    t->size++;
+    return e;
+}
+
 enum anvil_table_result anvil_table_connect(struct anvil_table *t, const char *service,
                                             const char *addr, time_t now, unsigned *count_r,
                                             unsigned *rate_r)
 {
-    uint32_t h = anvil_hash(t->seed, service, addr);
-    struct anvil_entry *e = entry_find(t, service, addr, h);
     *count_r = 0;
     *rate_r = 0;
-    if (e == NULL) {
-        if (!make_room(t, now))
-            return ANVIL_TABLE_FULL;
-        e = mycalloc(1, sizeof(*e));
-        e->service = mystrdup(service);
-        e->addr = mystrdup(addr);
-        e->hash = h;
-        e->window_start = now;
-        size_t b = h & (t->nbuckets - 1);
-        e->hnext = t->buckets[b];
-        t->buckets[b] = e;
-        list_append(t, e);
-        t->size++;
-    }
+    struct anvil_entry *e = entry_get(t, service, addr, now);
+    if (e == NULL)
+        return ANVIL_TABLE_FULL;
     window_roll(t, e, now);
     if (e->count < UINT_MAX)
         e->count++;
@@ -214,6 +227,44 @@ enum anvil_table_result anvil_table_connect(struct anvil_table *t, const char *s
     touch(t, e, now);
     *count_r = e->count;
     *rate_r = e->rate;
+    return ANVIL_TABLE_OK;
+}
+
+/* An auth window that ran out (or a clock that went back) reads as no failures. */
+static bool auth_window_over(const struct anvil_table *t, const struct anvil_entry *e, time_t now)
+{
+    return now < e->auth_window_start || now - e->auth_window_start >= t->unit;
+}
+
+enum anvil_table_result anvil_table_auth_fail(struct anvil_table *t, const char *service,
+                                              const char *addr, time_t now, unsigned *failures_r)
+{
+    *failures_r = 0;
+    struct anvil_entry *e = entry_get(t, service, addr, now);
+    if (e == NULL)
+        return ANVIL_TABLE_FULL;
+    if (e->auth_failures == 0 || auth_window_over(t, e, now)) {
+        e->auth_window_start = now;
+        e->auth_failures = 0;
+    }
+    if (e->auth_failures < UINT_MAX)
+        e->auth_failures++;
+    /* Touched: the entry (and so the count) lives at least one unit after the last failure. */
+    touch(t, e, now);
+    *failures_r = e->auth_failures;
+    return ANVIL_TABLE_OK;
+}
+
+enum anvil_table_result anvil_table_auth_failures(struct anvil_table *t, const char *service,
+                                                  const char *addr, time_t now,
+                                                  unsigned *failures_r)
+{
+    struct anvil_entry *e = entry_find(t, service, addr, anvil_hash(t->seed, service, addr));
+    *failures_r = 0;
+    if (e == NULL)
+        return ANVIL_TABLE_UNKNOWN;
+    if (!auth_window_over(t, e, now))
+        *failures_r = e->auth_failures;
     return ANVIL_TABLE_OK;
 }
 
@@ -312,7 +363,7 @@ bool anvil_table_request(struct anvil_table *t, struct anvil_opens *opens,
                          const struct attr_list *req, time_t now, struct attr_list *reply)
 {
     const char *why = NULL;
-    unsigned count = 0, rate = 0;
+    unsigned count = 0, rate = 0, failures = 0;
     enum anvil_table_result r;
 
     attr_list_reset(reply);
@@ -325,7 +376,8 @@ bool anvil_table_request(struct anvil_table *t, struct anvil_opens *opens,
     bool is_connect = strcmp(request, "connect") == 0;
     bool is_disconnect = strcmp(request, "disconnect") == 0;
     bool is_lookup = strcmp(request, "lookup") == 0;
-    if (!is_connect && !is_disconnect && !is_lookup) {
+    bool is_auth_fail = strcmp(request, "auth_fail") == 0;
+    if (!is_connect && !is_disconnect && !is_lookup && !is_auth_fail) {
         /* Well-formed but not ours: answer, keep the connection. */
         attr_list_add_str(reply, "status", "error");
         attr_list_add_str(reply, "reason", "unknown request");
@@ -362,14 +414,19 @@ bool anvil_table_request(struct anvil_table *t, struct anvil_opens *opens,
         r = opens_remove(opens, key) ? anvil_table_disconnect(t, service, addr, now)
                                      : ANVIL_TABLE_UNKNOWN;
         myfree(key);
+    } else if (is_auth_fail) {
+        r = anvil_table_auth_fail(t, service, addr, now, &failures);
     } else {
         r = anvil_table_lookup(t, service, addr, now, &count, &rate);
+        (void)anvil_table_auth_failures(t, service, addr, now, &failures);
     }
     attr_list_add_str(reply, "status", result_text(r));
-    if (!is_disconnect) {
+    if (is_connect || is_lookup) {
         attr_list_add_int(reply, "count", count);
         attr_list_add_int(reply, "rate", rate);
     }
+    if (is_lookup || is_auth_fail)
+        attr_list_add_int(reply, "auth_failures", failures);
     return true;
 }
 

@@ -5,7 +5,10 @@
  * address): how many connections are open right now ("count") and how many
  * were opened in the current rate window ("rate"). A window starts at the
  * first connect after the previous window ran out and lasts
- * anvil_rate_time_unit seconds, like Postfix's anvil.
+ * anvil_rate_time_unit seconds, like Postfix's anvil. The same entry also
+ * counts authentication failures ("auth_failures") in a window of its own
+ * of the same length, starting at the first failure after the previous
+ * window ran out (smtpd's per-client AUTH failure limit).
  *
  * Memory is bounded: at most max_clients entries. An entry with no open
  * connection and an expired window is removed by anvil_table_expire (the
@@ -59,6 +62,17 @@ enum anvil_table_result anvil_table_disconnect(struct anvil_table *t, const char
 enum anvil_table_result anvil_table_lookup(struct anvil_table *t, const char *service,
                                            const char *addr, time_t now, unsigned *count_r,
                                            unsigned *rate_r);
+/*
+ * An authentication failure from addr (for service) at now: *failures_r is
+ * the number of failures in the current auth window, this one included.
+ * The entry is created when missing (FULL: not recorded, *failures_r 0).
+ */
+enum anvil_table_result anvil_table_auth_fail(struct anvil_table *t, const char *service,
+                                              const char *addr, time_t now, unsigned *failures_r);
+/* Failures in the current auth window without changing anything (UNKNOWN: 0). */
+enum anvil_table_result anvil_table_auth_failures(struct anvil_table *t, const char *service,
+                                                  const char *addr, time_t now,
+                                                  unsigned *failures_r);
 /* Remove idle entries whose window ran out; returns how many were removed. */
 size_t anvil_table_expire(struct anvil_table *t, time_t now);
 /* Number of entries. */

@@ -22,8 +22,11 @@ const struct config_param params_anvil[] = {
      "most simultaneous connections one client address may have to a service (0 = no limit)"},
     {"smtpd_client_connection_rate_limit", CONFIG_INT, "0", 0, 1000000,
      "most connections one client address may open per anvil_rate_time_unit (0 = no limit)"},
+    {"smtpd_client_auth_failure_limit", CONFIG_INT, "10", 0, 1000000,
+     "most failed AUTH attempts one client address may make per anvil_rate_time_unit, over all "
+     "its connections and smtpd services (0 = no limit)"},
     {"smtpd_client_event_limit_exceptions", CONFIG_LIST, "$mynetworks", 0, 0,
-     "clients exempt from the connection limits and the pre-greeting check"},
+     "clients exempt from the connection and AUTH failure limits and the pre-greeting check"},
     {"smtpd_pregreet_wait", CONFIG_TIME, "0s", 0, 60,
      "send \"220-\" and wait this long for a client that talks before the greeting (0 = only "
      "check, no wait)"},

@@ -15,10 +15,18 @@
  *    0 it only checks for input already waiting. A compliant client sees a
  *    normal multi-line greeting.
  *
+ * 3. AUTH failures (for auth.c): each failed AUTH is reported to anvil under
+ *    ANVIL_SERVICE_AUTH, so a client's failures add up over all its
+ *    connections and smtpd services; at smtpd_client_auth_failure_limit in
+ *    the anvil_rate_time_unit window the client gets 421 and is
+ *    disconnected, and a client already at the limit gets 421 at its next
+ *    AUTH. The per-session smtpd_auth_failure_limit applies as well, and
+ *    alone when anvil is down (fail open).
+ *
  * The pre-greeting test is off on implicit-TLS services (smtpd_tls_wrappermode),
  * where the client rightly speaks first.
  * Clients in smtpd_client_event_limit_exceptions (default $mynetworks) and
- * UNIX-socket clients skip both, like postscreen's permit_mynetworks.
+ * UNIX-socket clients skip all three, like postscreen's permit_mynetworks.
  * Tarpitting after errors is in session.c (smtpd_soft_error_limit,
  * smtpd_error_sleep_time).
  */
@@ -42,9 +50,11 @@ static struct sock_networks *exceptions;
 static struct anvil_client *anvil;
 static long long count_limit;
 static long long rate_limit;
+static long long auth_limit;
 static long long pregreet_wait;
 static bool pregreet_enabled = true; /* off for implicit TLS */
 static bool registered;              /* this session's connection is counted by anvil */
+static bool auth_limited;            /* this session's client is subject to auth_limit */
 
 void smtpd_abuse_init(void)
 {
@@ -56,6 +66,7 @@ void smtpd_abuse_init(void)
         msg_fatal("bad smtpd_client_event_limit_exceptions: %s", strbuf_str(&err));
     count_limit = config_int("smtpd_client_connection_count_limit");
     rate_limit = config_int("smtpd_client_connection_rate_limit");
+    auth_limit = config_int("smtpd_client_auth_failure_limit");
     pregreet_wait = config_time("smtpd_pregreet_wait");
     /*
      * Implicit TLS (RFC 8314, port 465): the client speaks first (its TLS
@@ -64,7 +75,7 @@ void smtpd_abuse_init(void)
      */
     if (config_find_param("smtpd_tls_wrappermode") && config_bool("smtpd_tls_wrappermode"))
         pregreet_enabled = false;
-    if (count_limit > 0 || rate_limit > 0) {
+    if (count_limit > 0 || rate_limit > 0 || auth_limit > 0) {
         strbuf_printf(&path, "%s/private/anvil", config_str("queue_directory"));
         anvil =
             anvil_client_create(strbuf_str(&path), (int)config_time("anvil_client_timeout") * 1000,
@@ -100,7 +111,7 @@ static bool check_limits(struct server_client *client)
     const char *service = server_service_name();
     char reply[200];
 
-    if (anvil == NULL)
+    if (anvil == NULL || (count_limit == 0 && rate_limit == 0))
         return true;
     if (!anvil_client_connect(anvil, service, client->addr, &count, &rate))
         return true; /* fail open; anvil_client logged why */
@@ -187,9 +198,11 @@ static bool check_pregreet(struct server_client *client, const struct strbuf *ba
 bool smtpd_abuse_connect(struct server_client *client, const struct strbuf *banner)
 {
     registered = false;
+    auth_limited = false;
     if (client->peer.ss_family == AF_UNIX ||
         sock_networks_match(exceptions, (const struct sockaddr *)&client->peer))
         return true;
+    auth_limited = anvil != NULL && auth_limit > 0;
     if (!check_limits(client))
         return false;
     if (pregreet_enabled && !check_pregreet(client, banner)) {
@@ -205,4 +218,26 @@ void smtpd_abuse_disconnect(struct server_client *client)
         return;
     registered = false;
     anvil_client_disconnect(anvil, server_service_name(), client->addr);
+}
+
+unsigned smtpd_abuse_auth_failures(const char *addr, bool *over_r)
+{
+    unsigned failures = 0;
+
+    *over_r = false;
+    if (!auth_limited || !anvil_client_auth_failures(anvil, ANVIL_SERVICE_AUTH, addr, &failures))
+        return 0; /* exempt, off, or fail open (anvil_client logged why) */
+    *over_r = failures >= (unsigned long long)auth_limit;
+    return failures;
+}
+
+unsigned smtpd_abuse_auth_failed(const char *addr, bool *over_r)
+{
+    unsigned failures = 0;
+
+    *over_r = false;
+    if (!auth_limited || !anvil_client_auth_fail(anvil, ANVIL_SERVICE_AUTH, addr, &failures))
+        return 0;
+    *over_r = failures >= (unsigned long long)auth_limit;
+    return failures;
 }

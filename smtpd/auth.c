@@ -11,11 +11,23 @@
  * 535, and at smtpd_auth_failure_limit failures the 535 is followed by 421
  * and the connection is closed. Unknown users cost the same crypt(3) time
  * as wrong passwords, and get the same reply.
+ *
+ * A guesser who reconnects after each refusal is held by the per-client
+ * limit (abuse.c): every failure is reported to anvil, which counts the
+ * client address's failures over all its connections in an
+ * anvil_rate_time_unit window; at smtpd_client_auth_failure_limit the 535
+ * is followed by "421 ... from ADDR", and a client already at the limit
+ * gets that 421 at its next AUTH, before any password is looked at. The
+ * delay grows with the larger of the session's and the client's count, so
+ * reconnecting does not reset it either. Without anvil (down, or the client
+ * is exempt) only the per-session limit applies.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "abuse.h"
 #include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -27,6 +39,18 @@
 
 /* Outcome of reading one client response. */
 enum auth_read { AUTH_READ_OK, AUTH_READ_CANCEL, AUTH_READ_BAD, AUTH_READ_END };
+
+/* The per-client limit is reached: log, 421 naming the address (the caller ends the session). */
+static void auth_client_limit(struct stream *stream, const char *client_name,
+                              const char *client_addr, unsigned failures)
+{
+    char reply[200];
+    msg_warn("AUTH failure limit exceeded: %u from %s[%s], disconnecting", failures, client_name,
+             client_addr);
+    snprintf(reply, sizeof(reply), "421 4.7.0 Error: too many authentication failures from %s\r\n",
+             client_addr);
+    stream_puts(stream, reply);
+}
 
 static void auth_sleep(long long secs)
 {
@@ -175,6 +199,15 @@ int smtpd_auth_run(struct stream *stream, const struct smtpd_limits *limits,
 
     *user_r = NULL;
     memset(&cr, 0, sizeof(cr));
+    {
+        /* Over the per-client limit already (earlier connections): no more guesses. */
+        bool over = false;
+        unsigned earlier = smtpd_abuse_auth_failures(client_addr, &over);
+        if (over) {
+            auth_client_limit(stream, client_name, client_addr, earlier);
+            return -1;
+        }
+    }
     if (mlen >= sizeof(mech_name))
         mlen = sizeof(mech_name) - 1;
     memcpy(mech_name, arg, mlen);
@@ -233,13 +266,20 @@ int smtpd_auth_run(struct stream *stream, const struct smtpd_limits *limits,
         goto out;
     }
     (*failures)++;
-    msg_warn("%s[%s]: SASL %s authentication failed: %s (failure %d)", client_name, client_addr,
-             mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", why, *failures);
+    /* Reported before the delay, so that the client's parallel connections see it at once. */
+    bool client_over = false;
+    unsigned client_failures = smtpd_abuse_auth_failed(client_addr, &client_over);
+    msg_warn("%s[%s]: SASL %s authentication failed: %s (failure %d, client failures %u)",
+             client_name, client_addr, mech == SASL_MECH_PLAIN ? "PLAIN" : "LOGIN", why, *failures,
+             client_failures);
     {
         /* Growing delay: base, 2*base, 4*base ... up to the maximum. */
         long long delay = config_time("smtpd_auth_failure_delay");
         long long max = config_time("smtpd_auth_failure_delay_max");
-        for (int i = 1; i < *failures && delay < max; i++)
+        unsigned steps = *failures > 0 ? (unsigned)*failures : 0;
+        if (client_failures > steps)
+            steps = client_failures;
+        for (unsigned i = 1; i < steps && delay > 0 && delay < max; i++)
             delay *= 2;
         if (delay > max)
             delay = max;
@@ -252,6 +292,9 @@ int smtpd_auth_run(struct stream *stream, const struct smtpd_limits *limits,
     if (*failures >= (int)config_int("smtpd_auth_failure_limit")) {
         msg_warn("too many AUTH failures from %s[%s], disconnecting", client_name, client_addr);
         stream_puts(stream, "421 4.7.0 Error: too many authentication failures\r\n");
+        rc = -1;
+    } else if (client_over) {
+        auth_client_limit(stream, client_name, client_addr, client_failures);
         rc = -1;
     }
     goto out;

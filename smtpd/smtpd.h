@@ -186,7 +186,8 @@ int smtpd_tls_handshake(struct stream *stream, const char *client_name, const ch
  * Run one AUTH exchange (RFC 4954) after smtpd_check accepted the command
  * (verdict 334): challenges, responses, verification against the virtual
  * users, the 235/535 reply with a growing delay. *failures counts failed
- * attempts; at smtpd_auth_failure_limit it also says 421 and returns -1.
+ * attempts; at smtpd_auth_failure_limit it also says 421 and returns -1,
+ * and so at the per-client smtpd_client_auth_failure_limit (abuse.c).
  * Returns 1 authenticated (*user_r set, caller frees), 0 not (reply sent),
  * -1 the session must end.
  */

@@ -1,16 +1,19 @@
 """End-to-end tests of abuse resistance: per-client connection count and
-rate limits (smtpd asking the anvil service), the pre-greeting talker
-check, anvil failing open, and tarpitting after errors.
+rate limits (smtpd asking the anvil service), the per-client AUTH failure
+limit (also through anvil), the pre-greeting talker check, anvil failing
+open, and tarpitting after errors.
 
 The tests connect from 127.0.0.1, which is in the default mynetworks and
 so in the default smtpd_client_event_limit_exceptions: every sandbox here
 that tests a limit sets the exception list empty.
 """
 
+import base64
 import os
 import signal
 import smtplib
 import socket
+import ssl
 import time
 import unittest
 
@@ -216,6 +219,102 @@ class AnvilFailOpenTest(AbuseCase):
         finally:
             os.kill(pid, signal.SIGCONT)
         self.assertGreater(len(self.sb.wait_messages("alice", before + 1)), before)
+
+
+class AuthCase(AbuseCase):
+    def auth(self, s, password):
+        s.sendall(("AUTH PLAIN %s\r\n" % base64.b64encode(
+            ("\0alice\0" + password).encode()).decode()).encode())
+        return read_reply(s)
+
+    def ehloed(self):
+        s = self.greeted()
+        s.sendall(b"EHLO client.example\r\n")
+        self.assertIn(b"AUTH", read_reply(s))
+        return s
+
+
+class AuthFailureLimitTest(AuthCase):
+    # Per-client limit 3 over all connections; the per-session limit is out of the way.
+    PARAMS = {"smtpd_client_auth_failure_limit": "3", "smtpd_auth_failure_limit": "10",
+              "smtpd_auth_failure_delay": "0", "smtpd_tls_auth_only": "no"}
+
+    def test_failures_add_up_over_connections_then_421(self):
+        # First connection: two wrong passwords, 535 each, then the client leaves.
+        s = self.ehloed()
+        for i in range(2):
+            self.assertEqual(self.auth(s, "wrong%d" % i),
+                             b"535 5.7.8 Error: authentication failed\r\n")
+        self.quit(s)
+        # Second connection: the third failure of this client reaches the limit.
+        s = self.ehloed()
+        data = self.auth(s, "wrong2") + read_until_closed(s)
+        self.assertEqual(data, b"535 5.7.8 Error: authentication failed\r\n"
+                         b"421 4.7.0 Error: too many authentication failures from 127.0.0.1\r\n")
+        self.assertTrue(wait_log(self.sb, "AUTH failure limit exceeded: 3 from"),
+                        self.sb.log()[-2000:])
+        # A new connection right after: refused at AUTH, even with the right password,
+        # before anything is checked.
+        s = self.ehloed()
+        data = self.auth(s, "pw") + read_until_closed(s)
+        self.assertEqual(data,
+                         b"421 4.7.0 Error: too many authentication failures from 127.0.0.1\r\n")
+        # The counter is the client's, not the port's: submission refuses too.
+        with smtplib.SMTP(self.sb.host, self.sb.port("submission"), timeout=30) as c:
+            c.starttls(context=ssl.create_default_context(
+                cafile=os.path.join(self.sb.dir, "tls", "cert.pem")))
+            c.ehlo("client.example")
+            code, msg = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice\0pw").decode())
+            self.assertEqual((code, msg),
+                             (421, b"4.7.0 Error: too many authentication failures from 127.0.0.1"))
+        # Mail without AUTH still goes through on port 25.
+        self.send_mail("after auth limit")
+
+
+class AuthFailureLimitWindowTest(AuthCase):
+    PARAMS = {"smtpd_client_auth_failure_limit": "2", "smtpd_auth_failure_limit": "10",
+              "smtpd_auth_failure_delay": "0", "smtpd_tls_auth_only": "no",
+              "anvil_rate_time_unit": "3s"}
+
+    def test_limit_ends_with_the_window_and_success_is_not_counted(self):
+        s = self.ehloed()
+        self.assertTrue(self.auth(s, "bad").startswith(b"535 "))
+        self.quit(s)
+        # A success does not count as a failure; one more failure reaches the limit.
+        s = self.ehloed()
+        self.assertTrue(self.auth(s, "pw").startswith(b"235 "))
+        self.quit(s)
+        s = self.ehloed()
+        self.assertIn(b"421 4.7.0 Error: too many authentication failures from 127.0.0.1",
+                      self.auth(s, "bad") + read_until_closed(s))
+        # After the window (3s from the first failure) the client may try again.
+        time.sleep(3.5)
+        s = self.ehloed()
+        self.assertTrue(self.auth(s, "pw").startswith(b"235 "))
+        self.quit(s)
+
+
+class AuthFailureLimitFailOpenTest(AuthCase):
+    PARAMS = {"smtpd_client_auth_failure_limit": "2", "smtpd_auth_failure_limit": "3",
+              "smtpd_auth_failure_delay": "0", "smtpd_tls_auth_only": "no",
+              "anvil_client_retry_time": "30s"}
+
+    def test_hung_anvil_leaves_only_the_per_session_limit(self):
+        pids = self.sb.service_pids("anvil")
+        self.assertEqual(len(pids), 1, self.sb.status())
+        os.kill(pids[0], signal.SIGSTOP)
+        try:
+            s = self.ehloed()
+            replies = [self.auth(s, "bad%d" % i) for i in range(2)]
+            replies.append(self.auth(s, "bad2") + read_until_closed(s))
+        finally:
+            os.kill(pids[0], signal.SIGCONT)
+        # Not 421 at the client limit (2): anvil did not answer, so only the session's 3 count.
+        self.assertEqual(replies, [b"535 5.7.8 Error: authentication failed\r\n"] * 2 +
+                         [b"535 5.7.8 Error: authentication failed\r\n"
+                          b"421 4.7.0 Error: too many authentication failures\r\n"])
+        self.assertTrue(wait_log(self.sb, "allowing connections without limits"),
+                        self.sb.log()[-2000:])
 
 
 class TarpitTest(AbuseCase):

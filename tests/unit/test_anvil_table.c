@@ -1,5 +1,5 @@
-/* Unit tests for anvil_table: per-client connection count, rate windows, expiry, bounds, protocol
- * step. */
+/* Unit tests for anvil_table: per-client connection count, rate windows, AUTH failure counts,
+ * expiry, bounds, protocol step. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -229,6 +229,116 @@ static void test_protocol_connect_disconnect_and_client_close(void **state)
     anvil_table_free(&t);
 }
 
+static void test_auth_failures_count_per_address_in_a_window(void **state)
+{
+    (void)state;
+    struct anvil_table *t = anvil_table_create(10, 60);
+    unsigned f, c, r;
+    /* No entry yet: unknown, 0. */
+    assert_int_equal(anvil_table_auth_failures(t, "auth", "10.0.0.1", 100, &f),
+                     ANVIL_TABLE_UNKNOWN);
+    assert_int_equal(f, 0);
+    for (unsigned i = 1; i <= 3; i++) {
+        assert_int_equal(anvil_table_auth_fail(t, "auth", "10.0.0.1", 100 + i, &f), ANVIL_TABLE_OK);
+        assert_int_equal(f, i);
+    }
+    /* Other address, other service: counted apart; connections are not failures. */
+    assert_int_equal(anvil_table_auth_fail(t, "auth", "10.0.0.2", 103, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 1);
+    assert_int_equal(anvil_table_auth_fail(t, "other", "10.0.0.1", 103, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 1);
+    anvil_table_connect(t, "auth", "10.0.0.1", 104, &c, &r);
+    assert_int_equal(anvil_table_auth_failures(t, "auth", "10.0.0.1", 104, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 3);
+    /* Failures do not count as connections. */
+    assert_int_equal(c, 1);
+    assert_int_equal(r, 1);
+    anvil_table_disconnect(t, "auth", "10.0.0.1", 104);
+
+    /* The window started at the first failure (101): still 3 at 160, none from 161. */
+    assert_int_equal(anvil_table_auth_failures(t, "auth", "10.0.0.1", 160, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 3);
+    assert_int_equal(anvil_table_auth_failures(t, "auth", "10.0.0.1", 161, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 0);
+    /* A clock that went back reads as a new window too. */
+    assert_int_equal(anvil_table_auth_failures(t, "auth", "10.0.0.1", 50, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 0);
+    /* The next failure starts a new window. */
+    assert_int_equal(anvil_table_auth_fail(t, "auth", "10.0.0.1", 161, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 1);
+    assert_int_equal(anvil_table_auth_fail(t, "auth", "10.0.0.1", 220, &f), ANVIL_TABLE_OK);
+    assert_int_equal(f, 2);
+    anvil_table_free(&t);
+}
+
+static void test_auth_failure_entries_expire_and_are_bounded(void **state)
+{
+    (void)state;
+    struct anvil_table *t = anvil_table_create(2, 60);
+    unsigned f, c, r;
+    anvil_table_auth_fail(t, "auth", "10.0.0.1", 0, &f);
+    anvil_table_auth_fail(t, "auth", "10.0.0.1", 30, &f);
+    /* Kept one unit after the last failure, then removed. */
+    assert_int_equal(anvil_table_expire(t, 89), 0);
+    assert_int_equal(anvil_table_expire(t, 90), 1);
+    assert_int_equal(anvil_table_size(t), 0);
+
+    /* Full of open connections: a failure is not recorded. */
+    anvil_table_connect(t, "smtp", "10.0.0.1", 100, &c, &r);
+    anvil_table_connect(t, "smtp", "10.0.0.2", 100, &c, &r);
+    assert_int_equal(anvil_table_auth_fail(t, "auth", "10.0.0.3", 100, &f), ANVIL_TABLE_FULL);
+    assert_int_equal(f, 0);
+    assert_int_equal(anvil_table_size(t), 2);
+    anvil_table_free(&t);
+}
+
+static void test_protocol_auth_fail_and_lookup(void **state)
+{
+    (void)state;
+    struct anvil_table *t = anvil_table_create(10, 60);
+    struct anvil_opens a = {NULL, 0, 0, 2};
+    struct attr_list req = ATTR_LIST_INIT, rep = ATTR_LIST_INIT;
+    long long v;
+
+    add_req(&req, "lookup", "auth", "192.0.2.1");
+    assert_true(anvil_table_request(t, &a, &req, 10, &rep));
+    assert_string_equal(attr_list_get(&rep, "status"), "unknown");
+    assert_true(attr_list_get_int(&rep, "auth_failures", &v));
+    assert_int_equal(v, 0);
+
+    add_req(&req, "auth_fail", "auth", "192.0.2.1");
+    for (long long i = 1; i <= 2; i++) {
+        assert_true(anvil_table_request(t, &a, &req, 10, &rep));
+        assert_string_equal(attr_list_get(&rep, "status"), "ok");
+        assert_true(attr_list_get_int(&rep, "auth_failures", &v));
+        assert_int_equal(v, i);
+        assert_null(attr_list_get(&rep, "count"));
+    }
+    /* Not a connection: nothing in opens, nothing to disconnect. */
+    assert_int_equal(a.count, 0);
+
+    add_req(&req, "lookup", "auth", "192.0.2.1");
+    assert_true(anvil_table_request(t, &a, &req, 11, &rep));
+    assert_string_equal(attr_list_get(&rep, "status"), "ok");
+    assert_true(attr_list_get_int(&rep, "auth_failures", &v));
+    assert_int_equal(v, 2);
+    assert_true(attr_list_get_int(&rep, "count", &v));
+    assert_int_equal(v, 0);
+
+    /* A malformed auth_fail is refused like any other request. */
+    add_req(&req, "auth_fail", "auth", NULL);
+    assert_false(anvil_table_request(t, &a, &req, 11, &rep));
+    add_req(&req, "auth_fail", "auth", "192.0.2.1 x");
+    assert_false(anvil_table_request(t, &a, &req, 11, &rep));
+    add_req(&req, "auth_fail", NULL, "192.0.2.1");
+    assert_false(anvil_table_request(t, &a, &req, 11, &rep));
+
+    attr_list_release(&req);
+    attr_list_release(&rep);
+    anvil_table_close(t, &a, 12);
+    anvil_table_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -239,6 +349,9 @@ int main(void)
         cmocka_unit_test(test_full_table_drops_idle_entries_then_refuses),
         cmocka_unit_test(test_many_clients_stay_bounded),
         cmocka_unit_test(test_protocol_connect_disconnect_and_client_close),
+        cmocka_unit_test(test_auth_failures_count_per_address_in_a_window),
+        cmocka_unit_test(test_auth_failure_entries_expire_and_are_bounded),
+        cmocka_unit_test(test_protocol_auth_fail_and_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
