@@ -16,6 +16,7 @@ Postfix is the reference set up by ../shared/reference/postfix-setup.sh
 import argparse
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -182,9 +183,26 @@ def main():
                     tc = sum(r["cpu_ms"] for r in t) / len(t)
                     pc = sum(r["cpu_ms"] for r in p) / len(p)
                     print("  C=%-3d size=%-7d rate x%.2f   cpu x%.2f" % (c, size, te / pe, tc / pc))
+        print_dirsync(os.path.join(sb.dir, "queue", "pid", "dirsync"))
     finally:
         sb.close()
         empty_trash()
+
+
+def print_dirsync(path):
+    """Counters of the shared directory-fsync map (libmail/dirsync.c), if in use."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+    except OSError:
+        print("dirsync: no map (dirsync_group_commit = no, or not created)")
+        return
+    if len(head) < 24:
+        return
+    calls, fsyncs = struct.unpack("<QQ", head[8:24])
+    print("dirsync: %d directory fsync requests after renames (smtpd incoming/ + local new/), "
+          "%d real fsyncs, %d saved (%.0f %%)" %
+          (calls, fsyncs, calls - fsyncs, 100.0 * (calls - fsyncs) / calls if calls else 0))
 
 
 if __name__ == "__main__":

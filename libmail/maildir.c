@@ -3,11 +3,13 @@
  *
  * Delivery cost per message is fixed and small (tegami must deliver over a
  * thousand messages a second): one open of tmp/, the writes, one fsync, one
- * rename into new/, one open+fsync of new/. The host name is looked up once.
+ * rename into new/, one open+fsync of new/ (shared with concurrent deliveries
+ * into the same new/, see dirsync.h). The host name is looked up once.
  * Sizes are counted while copying: S= is the bytes written, W= adds one byte
  * per LF (each LF becomes CRLF on the wire).
  */
 #include "maildir.h"
+#include "dirsync.h"
 #include "msg.h"
 #include "mymalloc.h"
 
@@ -251,7 +253,8 @@ int maildir_deliver(const char *path, const char *prefix, size_t prefix_len, int
     in_new = true;
     strbuf_reset(&tmp);
     strbuf_printf(&tmp, "%s/new", path);
-    if ((dfd = open(tmp.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
+    if ((dfd = open(tmp.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        dirsync_after_rename(dfd) < 0) {
         strbuf_printf(err, "fsync %s: %s", tmp.data, strerror(errno));
         goto fail;
     }

@@ -57,5 +57,8 @@ const struct config_param params_global[] = {
      "time limit of one read or write on an internal socket"},
     {"hopcount_limit", CONFIG_INT, "50", 1, 1000,
      "Received: headers after which a message is bounced as looping"},
+    {"dirsync_group_commit", CONFIG_BOOL, "yes", 0, 0,
+     "share directory fsyncs after renames between processes ($queue_directory/pid/dirsync); no: "
+     "every process fsyncs the directory itself"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},
 };

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dirsync.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "queue_pool.h"
@@ -271,7 +272,8 @@ static int fsync_dir(enum queue_dir dir, struct strbuf *err)
         return rc;
     }
     int rc = 0;
-    if (fsync(fd) < 0 && errno != EINVAL) {
+    /* Right after the rename: one fsync of the directory may cover other processes' renames too. */
+    if (dirsync_after_rename(fd) < 0 && errno != EINVAL) {
         if (err)
             strbuf_printf(err, "fsync %s: %s", path.data, strerror(errno));
         rc = -1;

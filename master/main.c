@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dirsync.h"
 #include "master.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -191,6 +192,14 @@ static void master_prepare_queue(void)
         }
         strbuf_release(&p);
     }
+    /* The shared map of directory fsyncs (libmail/dirsync.c): pid/ is not mail_owner's. */
+    struct strbuf ds = STRBUF_INIT;
+    strbuf_printf(&ds, "%s/pid/dirsync", qdir);
+    if (dirsync_create(qdir) < 0)
+        msg_warn("create %s: %s (directory fsyncs are not shared)", ds.data, strerror(errno));
+    else if (geteuid() == 0 && !sandbox)
+        master_chown_owner(ds.data);
+    strbuf_release(&ds);
 }
 
 static void master_open_log(void)
