@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "mymalloc.h"
+#include "utf8.h"
 
 static bool is_alpha(unsigned char c)
 {
@@ -38,53 +39,6 @@ static bool is_atext(unsigned char c)
     if (is_alpha(c) || is_digit(c))
         return true;
     return c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-/*
- * Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above
- * U+10FFFF. Returns false on the first bad sequence.
- */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF)
-            n = 1;
-        else if (c == 0xE0) {
-            n = 2;
-            lo = 0xA0;
-        } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
-            n = 2;
-        else if (c == 0xED) {
-            n = 2;
-            hi = 0x9F; /* no surrogates */
-        } else if (c == 0xF0) {
-            n = 3;
-            lo = 0x90;
-        } else if (c >= 0xF1 && c <= 0xF3)
-            n = 3;
-        else if (c == 0xF4) {
-            n = 3;
-            hi = 0x8F;
-        } else
-            return false;
-        if (len - i - 1 < n)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= n; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return false;
-        i += n + 1;
-    }
-    return true;
 }
 
 /*
@@ -117,7 +71,7 @@ static bool check_bytes(const char *s, size_t len, unsigned flags, bool *utf8_r,
             *error_r = "non-ASCII address requires SMTPUTF8";
             return false;
         }
-        if (!utf8_valid((const unsigned char *)s, len)) {
+        if (!utf8_valid(s, len)) {
             *error_r = "invalid UTF-8 in address";
             return false;
         }

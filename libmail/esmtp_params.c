@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "strbuf.h"
+#include "utf8.h"
 
 bool esmtp_non_ascii(const char *s)
 {
@@ -12,47 +13,6 @@ bool esmtp_non_ascii(const char *s)
         if ((unsigned char)*s >= 0x80)
             return true;
     return false;
-}
-
-/* Well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-static bool utf8_valid(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            return false;
-        }
-        if (len - i <= n)
-            return false;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= n; k++)
-            if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-                return false;
-        i += n + 1;
-    }
-    return true;
 }
 
 /* Decoded DSN text: printable ASCII (and space), or UTF-8 when allowed. */
@@ -65,7 +25,7 @@ static bool printable(const char *s, size_t len, bool utf8)
         if (c >= 0x80 && !utf8)
             return false;
     }
-    return !utf8 || utf8_valid((const unsigned char *)s, len);
+    return !utf8 || utf8_valid(s, len);
 }
 
 /* RFC 1870: size-value = 1*20DIGIT; huge values saturate. */

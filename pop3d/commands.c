@@ -6,13 +6,12 @@
 
 #include <errno.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-#include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
 #include "sasl.h"
+#include "login.h"
 #include "vuser.h"
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -22,65 +21,6 @@ static void sleep_seconds(long long secs)
     struct timespec ts = {(time_t)secs, 0};
     while (secs > 0 && nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
-}
-
-static bool domain_is_local(const char *domain)
-{
-    size_t n = 0;
-    char **list = config_list("mydestination", &n);
-    bool found = false;
-    for (size_t i = 0; i < n && !found; i++)
-        found = strcasecmp(list[i], domain) == 0;
-    config_list_free(&list);
-    return found;
-}
-
-/*
- * The login name as a user name: lowercase, and "name@domain" → "name" when
- * domain is one of mydestination (clients often send the address). NULL if
- * the result is not a valid user name.
- */
-static char *login_name(const char *arg)
-{
-    char *name = mystrdup(arg);
-    for (char *p = name; *p; p++) {
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    }
-    char *at = strrchr(name, '@');
-    if (at) {
-        if (!domain_is_local(at + 1)) {
-            myfree(name);
-            return NULL;
-        }
-        *at = '\0';
-    }
-    if (!vuser_name_valid(name)) {
-        myfree(name);
-        return NULL;
-    }
-    return name;
-}
-
-/*
- * Verify against a throw-away hash so an unknown user costs the same
- * crypt(3) time as a known one (no user enumeration by timing).
- */
-static void verify_dummy(const char *password)
-{
-    static char *dummy_hash;
-    if (dummy_hash == NULL) {
-        struct strbuf hash = STRBUF_INIT, err = STRBUF_INIT;
-        if (vuser_hash("tegami-no-such-user", &hash, &err) < 0) {
-            strbuf_release(&hash);
-            strbuf_release(&err);
-            return;
-        }
-        strbuf_release(&err);
-        dummy_hash = strbuf_detach(&hash, NULL);
-    }
-    struct vuser dummy = {(char *)"", dummy_hash, (char *)""};
-    (void)vuser_verify(&dummy, password);
 }
 
 /*
@@ -120,7 +60,7 @@ static void cmd_user(struct pop3_session *sess, const struct pop3_command *cmd)
     myfree(sess->user);
     /* Always "+OK": an -ERR here would tell who has a mailbox. An invalid
      * name is remembered as "" and fails at PASS like a wrong password. */
-    sess->user = login_name(cmd->arg);
+    sess->user = login_user_name(cmd->arg);
     if (sess->user == NULL)
         sess->user = mystrdup("");
     pop3_reply(sess, "+OK");
@@ -147,8 +87,8 @@ static void login(struct pop3_session *sess, const char *password, const char *m
 {
     struct vuser u;
     struct strbuf err = STRBUF_INIT;
-    memset(&u, 0, sizeof(u));
-    int found = sess->user[0] ? vuser_lookup(sess->user, &u, &err) : 0;
+    const char *why;
+    int found = login_verify(sess->user, password, &u, &why, &err);
     if (found < 0) {
         msg_warn("user lookup %s: %s", sess->user, strbuf_str(&err));
         strbuf_release(&err);
@@ -158,13 +98,6 @@ static void login(struct pop3_session *sess, const char *password, const char *m
         return;
     }
     if (found == 0) {
-        verify_dummy(password);
-        strbuf_release(&err);
-        auth_failed(sess);
-        return;
-    }
-    if (!vuser_verify(&u, password)) {
-        vuser_release(&u);
         strbuf_release(&err);
         auth_failed(sess);
         return;
@@ -301,7 +234,7 @@ static void cmd_auth(struct pop3_session *sess, const struct pop3_command *cmd)
     if (cr.authzid[0] != '\0' && strcmp(cr.authzid, cr.authcid) != 0)
         sess->user = NULL;
     else
-        sess->user = login_name(cr.authcid);
+        sess->user = login_user_name(cr.authcid);
     if (sess->user == NULL)
         sess->user = mystrdup("");
     login(sess, cr.passwd, "PLAIN");

@@ -31,10 +31,10 @@
 #include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
-#include "recipient.h"
 #include "sasl.h"
 #include "smtpd.h"
 #include "stream.h"
+#include "login.h"
 #include "vuser.h"
 
 /* Outcome of reading one client response. */
@@ -95,89 +95,27 @@ static enum auth_read auth_challenge(struct stream *stream, const struct smtpd_l
     return AUTH_READ_OK;
 }
 
-/*
- * The login name: lowercase; "name@domain" is accepted when domain is
- * local (mail clients send the address). NULL if not a valid user name.
- */
-static char *auth_login_name(const char *authcid)
-{
-    char *name = mystrdup(authcid);
-    for (char *p = name; *p; p++)
-        if (*p >= 'A' && *p <= 'Z')
-            *p = (char)(*p - 'A' + 'a');
-    char *at = strrchr(name, '@');
-    if (at) {
-        if (!recipient_domain_is_local(at + 1)) {
-            myfree(name);
-            return NULL;
-        }
-        *at = '\0';
-    }
-    if (!vuser_name_valid(name)) {
-        myfree(name);
-        return NULL;
-    }
-    return name;
-}
-
-/* Same crypt(3) cost for an unknown user as for a wrong password. */
-static void auth_verify_dummy(const char *password)
-{
-    static char *dummy_hash;
-    if (dummy_hash == NULL) {
-        struct strbuf hash = STRBUF_INIT, err = STRBUF_INIT;
-        int r = vuser_hash("tegami-no-such-user", &hash, &err);
-        strbuf_release(&err);
-        if (r < 0) {
-            strbuf_release(&hash);
-            return;
-        }
-        dummy_hash = strbuf_detach(&hash, NULL);
-    }
-    struct vuser dummy = {(char *)"", dummy_hash, (char *)""};
-    (void)vuser_verify(&dummy, password);
-}
-
 /* 1 valid, 0 invalid, -1 table error. *user_r gets the login on success. */
 static int auth_check(const struct sasl_creds *cr, char **user_r, const char **why_r)
 {
     /* RFC 4616 §2: an authzid other than the authcid asks to act as someone else. */
     if (cr->authzid[0] != '\0' && strcmp(cr->authzid, cr->authcid) != 0) {
-        auth_verify_dummy(cr->passwd);
+        login_verify_dummy(cr->passwd);
         *why_r = "authorization identity differs from login";
         return 0;
     }
-    char *name = auth_login_name(cr->authcid);
-    if (name == NULL) {
-        auth_verify_dummy(cr->passwd);
-        *why_r = "invalid login name";
-        return 0;
-    }
+    char *name = login_user_name(cr->authcid);
     struct vuser u;
     struct strbuf err = STRBUF_INIT;
-    memset(&u, 0, sizeof(u));
-    int found = vuser_lookup(name, &u, &err);
-    if (found < 0) {
+    int r = login_verify(name, cr->passwd, &u, why_r, &err);
+    if (r < 0)
         msg_warn("SASL: user lookup %s: %s", name, strbuf_str(&err));
-        strbuf_release(&err);
-        myfree(name);
-        return -1;
-    }
     strbuf_release(&err);
-    bool ok;
-    if (found == 0) {
-        auth_verify_dummy(cr->passwd);
-        ok = false;
-        *why_r = "unknown user";
-    } else {
-        ok = vuser_verify(&u, cr->passwd);
-        *why_r = "wrong password";
-        vuser_release(&u);
-    }
-    if (!ok) {
+    if (r != 1) {
         myfree(name);
-        return 0;
+        return r;
     }
+    vuser_release(&u);
     *user_r = name;
     return 1;
 }
