@@ -203,6 +203,25 @@ class Sandbox:
                 return msgs
             time.sleep(0.05)
 
+    def find_messages(self, user, needle, timeout=30, count=1):
+        """Paths of user's messages containing needle (bytes or str), waiting
+        up to timeout seconds for at least count of them."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        deadline = time.time() + timeout
+        while True:
+            found = []
+            for path in self.messages(user):
+                try:
+                    with open(path, "rb") as f:
+                        if needle in f.read():
+                            found.append(path)
+                except FileNotFoundError:
+                    pass  # moved new/ -> cur/ meanwhile
+            if len(found) >= count or time.time() > deadline:
+                return found
+            time.sleep(0.05)
+
     def queue_files(self, *dirs):
         dirs = dirs or ("maildrop", "incoming", "active", "deferred", "hold")
         out = []

@@ -94,21 +94,7 @@ class EsmtpTest(unittest.TestCase):
         return c
 
     def find(self, user, needle, timeout=30, count=1):
-        if isinstance(needle, str):
-            needle = needle.encode()
-        deadline = time.time() + timeout
-        while True:
-            found = []
-            for path in self.sb.messages(user):
-                try:
-                    with open(path, "rb") as f:
-                        if needle in f.read():
-                            found.append(path)
-                except FileNotFoundError:
-                    pass
-            if len(found) >= count or time.time() > deadline:
-                return found
-            time.sleep(0.05)
+        return self.sb.find_messages(user, needle, timeout, count)
 
     def wait_log(self, pattern, timeout=30):
         deadline = time.time() + timeout

@@ -45,22 +45,7 @@ class LocalDeliveryTest(unittest.TestCase):
             self.assertEqual(refused, {})
 
     def find(self, user, needle, timeout=30):
-        """Paths of user's messages containing needle, waiting up to timeout for one."""
-        if isinstance(needle, str):
-            needle = needle.encode()
-        deadline = time.time() + timeout
-        while True:
-            found = []
-            for path in self.sb.messages(user):
-                try:
-                    with open(path, "rb") as f:
-                        if needle in f.read():
-                            found.append(path)
-                except FileNotFoundError:
-                    pass  # moved new/ -> cur/ meanwhile
-            if found or time.time() > deadline:
-                return found
-            time.sleep(0.05)
+        return self.sb.find_messages(user, needle, timeout)
 
     def settle(self):
         self.assertTrue(self.sb.wait_queue_empty(timeout=30), "queue did not drain")

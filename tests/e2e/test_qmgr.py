@@ -53,21 +53,7 @@ class QmgrTest(unittest.TestCase):
         return m.group(1).decode()
 
     def find(self, user, needle, timeout=30):
-        if isinstance(needle, str):
-            needle = needle.encode()
-        deadline = time.time() + timeout
-        while True:
-            found = []
-            for path in self.sb.messages(user):
-                try:
-                    with open(path, "rb") as f:
-                        if needle in f.read():
-                            found.append(path)
-                except FileNotFoundError:
-                    pass
-            if found or time.time() > deadline:
-                return found
-            time.sleep(0.05)
+        return self.sb.find_messages(user, needle, timeout)
 
     def wait_log(self, pattern, timeout=30):
         deadline = time.time() + timeout
