@@ -73,12 +73,10 @@ static bool is_forbidden(const struct smtpd_session *s, const struct smtp_cmd *c
 
 void smtpd_reply_direct(struct stream *stream, const char *line)
 {
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf), "%s\r\n", line);
-    if (n < 0 || (size_t)n >= sizeof(buf))
-        return;
-    /* Best effort, never blocks: the client may be gone. */
-    (void)send(stream_fd(stream), buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    /* Not a raw send(): under TLS that would put clear text into the record stream. */
+    stream_puts(stream, line);
+    stream_puts(stream, "\r\n");
+    (void)stream_flush(stream);
 }
 
 static void reply_line(struct smtpd_session *s, const char *text)

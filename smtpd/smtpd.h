@@ -86,9 +86,9 @@ void smtpd_session_run(struct server_client *client, const struct smtpd_limits *
                        char **forbidden);
 
 /*
- * Send one reply line straight to the socket, bypassing the stream: after a
- * read timeout the stream's error is sticky and it refuses to write, but
- * RFC 5321 §4.2 still wants the 421 said (session.c).
+ * Send one reply line and flush, after the session ended on the read side
+ * (timeout): RFC 5321 §4.2 still wants the 421 said. The stream keeps
+ * writing after a read timeout, and through TLS when the session is in TLS.
  */
 void smtpd_reply_direct(struct stream *stream, const char *line);
 

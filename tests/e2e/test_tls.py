@@ -235,5 +235,27 @@ class TlsTest(unittest.TestCase):
                 return t.getpeercert(binary_form=True)
 
 
+
+class TlsTimeoutTest(unittest.TestCase):
+    """An idle TLS session ends with a 421 the client can read (encrypted,
+    not clear text written under the TLS layer)."""
+
+    def test_idle_timeout_inside_tls_gets_an_encrypted_421(self):
+        with Sandbox(domain=DOMAIN, params={"smtpd_timeout": "2s"}) as sb:
+            sb.start()
+            ctx = ssl.create_default_context(cafile=os.path.join(sb.dir, "tls", "cert.pem"))
+            c = smtplib.SMTP(sb.host, sb.port("smtp"), timeout=30)
+            try:
+                c.ehlo("client.example")
+                code, _ = c.starttls(context=ctx)
+                self.assertEqual(code, 220)
+                c.ehlo("client.example")
+                time.sleep(3)
+                code, text = c.getreply()
+                self.assertEqual(code, 421, text)
+                self.assertIn(b"4.4.2", text)
+            finally:
+                c.close()
+
 if __name__ == "__main__":
     unittest.main()

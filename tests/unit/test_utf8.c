@@ -20,9 +20,9 @@ static void test_malformed_sequences_are_rejected(void **state)
     assert_false(V("\xED\xA0\x80"));     /* surrogate U+D800 */
     assert_false(V("\xF4\x90\x80\x80")); /* above U+10FFFF */
     assert_false(V("\xF5\x80\x80\x80"));
-    assert_false(V("\xC3"));             /* truncated */
-    assert_false(V("abc\xE2\x82"));      /* truncated at the end */
-    assert_false(V("\xC3\x28"));         /* bad continuation */
+    assert_false(V("\xC3"));        /* truncated */
+    assert_false(V("abc\xE2\x82")); /* truncated at the end */
+    assert_false(V("\xC3\x28"));    /* bad continuation */
     assert_false(V("\xFF"));
 }
 
@@ -31,11 +31,12 @@ static void test_well_formed_text_is_accepted(void **state)
     (void)state;
     assert_true(utf8_valid("", 0));
     assert_true(V("plain ascii"));
-    assert_true(V("j\xC3\xB6" "e"));         /* jöe */
-    assert_true(V("\xE2\x82\xAC"));          /* € */
-    assert_true(V("\xF0\x9F\x93\xA7"));      /* U+1F4E7 */
-    assert_true(V("\xF4\x8F\xBF\xBF"));      /* U+10FFFF */
-    assert_true(V("\xED\x9F\xBF"));          /* U+D7FF */
+    assert_true(V("j\xC3\xB6"
+                  "e"));                /* jöe */
+    assert_true(V("\xE2\x82\xAC"));     /* € */
+    assert_true(V("\xF0\x9F\x93\xA7")); /* U+1F4E7 */
+    assert_true(V("\xF4\x8F\xBF\xBF")); /* U+10FFFF */
+    assert_true(V("\xED\x9F\xBF"));     /* U+D7FF */
 }
 
 int main(void)
