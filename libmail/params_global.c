@@ -60,5 +60,12 @@ const struct config_param params_global[] = {
     {"dirsync_group_commit", CONFIG_BOOL, "yes", 0, 0,
      "share directory fsyncs after renames between processes ($queue_directory/pid/dirsync); no: "
      "every process fsyncs the directory itself"},
+    {"resolver_address", CONFIG_LIST, "", 0, 0,
+     "DNS servers to forward lookups to, as ip@port (port 53 if omitted); empty: the system's "
+     "resolver (/etc/resolv.conf)"},
+    {"resolver_timeout", CONFIG_TIME, "10s", 1, 300,
+     "time limit of one DNS lookup; an answer that takes longer is a temporary failure"},
+    {"resolver_max_records", CONFIG_INT, "100", 1, 1000,
+     "records kept from one DNS answer (MX, A, AAAA or TLSA); the rest are ignored"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},
 };
