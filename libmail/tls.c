@@ -364,6 +364,37 @@ int tls_server_ctx_from_config(const char *prefix, struct tls_ctx **ctx_r, struc
 
 /* ---- connections -------------------------------------------------------- */
 
+/*
+ * A failed SSL_read_ex/SSL_write_ex in the stream_ops convention: -1 with
+ * errno EAGAIN ("poll and retry"; *want_other: poll for the other
+ * direction), 0 for a clean TLS close on a read, else -1 with an errno.
+ */
+static ssize_t tls_ops_failed(struct tls_conn *c, bool reading, bool *want_other)
+{
+    switch (SSL_get_error(c->ssl, 0)) {
+    case SSL_ERROR_WANT_READ:
+        *want_other = !reading;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        *want_other = reading;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        if (reading)
+            return 0;
+        errno = EPROTO;
+        return -1;
+    case SSL_ERROR_SYSCALL:
+        if (errno == 0 || errno == EAGAIN || errno == EINTR)
+            errno = EIO;
+        return -1;
+    default:
+        errno = EPROTO;
+        return -1;
+    }
+}
+
 static ssize_t tls_ops_read(void *ctx, int fd, void *buf, size_t len, bool *want_write)
 {
     struct tls_conn *c = ctx;
@@ -373,24 +404,7 @@ static ssize_t tls_ops_read(void *ctx, int fd, void *buf, size_t len, bool *want
     ERR_clear_error();
     if (SSL_read_ex(c->ssl, buf, len, &n) == 1)
         return (ssize_t)n;
-    switch (SSL_get_error(c->ssl, 0)) {
-    case SSL_ERROR_WANT_READ:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_WANT_WRITE:
-        *want_write = true;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
-    case SSL_ERROR_SYSCALL:
-        if (errno == 0 || errno == EAGAIN || errno == EINTR)
-            errno = EIO;
-        return -1;
-    default:
-        errno = EPROTO;
-        return -1;
-    }
+    return tls_ops_failed(c, true, want_write);
 }
 
 static ssize_t tls_ops_write(void *ctx, int fd, const void *buf, size_t len, bool *want_read)
@@ -402,22 +416,7 @@ static ssize_t tls_ops_write(void *ctx, int fd, const void *buf, size_t len, boo
     ERR_clear_error();
     if (SSL_write_ex(c->ssl, buf, len, &n) == 1)
         return (ssize_t)n;
-    switch (SSL_get_error(c->ssl, 0)) {
-    case SSL_ERROR_WANT_WRITE:
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_WANT_READ:
-        *want_read = true;
-        errno = EAGAIN;
-        return -1;
-    case SSL_ERROR_SYSCALL:
-        if (errno == 0 || errno == EAGAIN || errno == EINTR)
-            errno = EIO;
-        return -1;
-    default:
-        errno = EPROTO;
-        return -1;
-    }
+    return tls_ops_failed(c, false, want_read);
 }
 
 static size_t tls_ops_pending(void *ctx)
