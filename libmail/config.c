@@ -36,8 +36,9 @@
 #define CONFIG_MAX_NAME 100               /* parameter name length */
 
 static const struct config_param *const config_tables[] = {
-    params_global, params_master, params_smtpd, params_qmgr, params_local,
-    params_pop3d,  params_pickup, params_anvil, params_tls,  NULL,
+    params_global, params_master,  params_smtpd, params_qmgr, params_local,
+    params_pop3d,  params_pickup,  params_anvil, params_tls,  params_smtp,
+    params_imapd,  params_mailbox, NULL,
 };
 
 /* One parameter's sources and cached expansion. */

@@ -42,15 +42,18 @@ struct config_param {
 };
 
 /* Parameter tables, each terminated by an entry with name == NULL. */
-extern const struct config_param params_global[]; /* params_global.c */
-extern const struct config_param params_master[]; /* params_master.c */
-extern const struct config_param params_smtpd[];  /* params_smtpd.c */
-extern const struct config_param params_qmgr[];   /* params_qmgr.c */
-extern const struct config_param params_local[];  /* params_local.c */
-extern const struct config_param params_pop3d[];  /* params_pop3d.c */
-extern const struct config_param params_pickup[]; /* params_pickup.c */
-extern const struct config_param params_tls[];    /* params_tls.c */
-extern const struct config_param params_anvil[];  /* params_anvil.c */
+extern const struct config_param params_global[];  /* params_global.c */
+extern const struct config_param params_master[];  /* params_master.c */
+extern const struct config_param params_smtpd[];   /* params_smtpd.c */
+extern const struct config_param params_qmgr[];    /* params_qmgr.c */
+extern const struct config_param params_local[];   /* params_local.c */
+extern const struct config_param params_pop3d[];   /* params_pop3d.c */
+extern const struct config_param params_pickup[];  /* params_pickup.c */
+extern const struct config_param params_tls[];     /* params_tls.c */
+extern const struct config_param params_anvil[];   /* params_anvil.c */
+extern const struct config_param params_smtp[];    /* params_smtp.c */
+extern const struct config_param params_imapd[];   /* params_imapd.c */
+extern const struct config_param params_mailbox[]; /* params_mailbox.c */
 
 /* Set the config directory explicitly (-c DIR). */
 void config_set_directory(const char *dir);
