@@ -258,6 +258,11 @@ void dsn_compose(const struct dsn_request *req, struct strbuf *out)
         strbuf_puts(out, "Status: ");
         put_status(out, r);
         strbuf_puts(out, "\n");
+        if (r->action == DSN_ACTION_DELAYED && req->will_retry_until > 0) {
+            strbuf_puts(out, "Will-Retry-Until: ");
+            put_date(out, req->will_retry_until);
+            strbuf_putc(out, '\n');
+        }
         if (r->reason != NULL && r->reason[0] != '\0') {
             strbuf_puts(out, "Diagnostic-Code: X-Tegami; ");
             put_clean(out, r->reason, DSN_REASON_MAX);

@@ -56,8 +56,9 @@ struct dsn_request {
     size_t nrcpts;
     const char *original; /* original headers, or the whole message */
     size_t original_len;
-    bool original_full; /* original is the whole message (message/rfc822) */
-    time_t now;         /* Date: and boundary */
+    bool original_full;      /* original is the whole message (message/rfc822) */
+    time_t now;              /* Date: and boundary */
+    time_t will_retry_until; /* delayed recipients: RFC 3464 §2.3.9 Will-Retry-Until, 0 = none */
 };
 
 /* False for the null sender and for bounces: those never get a DSN. */

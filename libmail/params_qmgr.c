@@ -29,5 +29,30 @@ const struct config_param params_qmgr[] = {
      "which saves an inode allocation per message; 0 removes them"},
     {"qmgr_stale_file_time", CONFIG_TIME, "1d", 60, 365 * DAY,
      "age after which qmgr removes left-over temporary (dot) files from queue directories"},
+    {"transport_maps", CONFIG_LIST, "", 0, 0,
+     "tables mapping a recipient domain (then its parents as .parent) to transport:nexthop "
+     "(smtp, local or error:X.Y.Z text)"},
+    {"relayhost", CONFIG_STR, "", 0, 0,
+     "nexthop for all non-local mail not routed by transport_maps, e.g. [relay.example]:587; "
+     "empty: deliver to the recipient domain's MX"},
+    {"default_transport", CONFIG_STR, "smtp", 0, 0,
+     "transport[:nexthop] for non-local mail not routed by transport_maps or relayhost"},
+    {"smtp_request_timeout", CONFIG_TIME, "3600s", 1, DAY,
+     "longest time qmgr waits for the smtp delivery agent to answer one delivery request"},
+    {"qmgr_smtp_connection_limit", CONFIG_INT, "100", 1, 10000,
+     "maximum number of parallel connections (deliveries in progress) from qmgr to smtp, all "
+     "destinations together"},
+    {"smtp_destination_concurrency_limit", CONFIG_INT, "20", 1, 1000,
+     "maximum number of parallel smtp deliveries to one destination (transport and nexthop)"},
+    {"smtp_destination_recipient_limit", CONFIG_INT, "50", 1, 10000,
+     "maximum number of recipients in one delivery request to smtp"},
+    {"initial_destination_concurrency", CONFIG_INT, "5", 1, 1000,
+     "parallel smtp deliveries a destination starts with; +1 after each success (slow start)"},
+    {"destination_concurrency_failed_cohort_limit", CONFIG_INT, "1", 1, 1000,
+     "consecutive dead-destination reports, with nothing else in flight, after which a "
+     "destination is skipped (its mail deferred at once) for minimal_backoff_time"},
+    {"delay_warning_time", CONFIG_TIME, "4h", 0, 365 * DAY,
+     "age of a still-deferred message at which its sender gets one delay notice (Action: "
+     "delayed); 0 = never"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},
 };

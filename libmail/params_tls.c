@@ -64,5 +64,25 @@ const struct config_param params_tls[] = {
      "allow USER/PASS and AUTH PLAIN on connections without TLS from any client"},
     {"pop3d_plaintext_auth_loopback", CONFIG_BOOL, "yes", 0, 0,
      "allow plain-text logins without TLS from loopback clients (127.0.0.0/8, ::1)"},
+    /* smtp client (smtp_tls_security_level and smtp_tls_policy_maps: params_smtp.c) */
+    {"smtp_tls_CAfile", CONFIG_STR, "", 0, 0,
+     "PEM file of CA certificates the smtp client trusts at security level verify; "
+     "with smtp_tls_CApath also empty, OpenSSL's default trust store"},
+    {"smtp_tls_CApath", CONFIG_STR, "", 0, 0,
+     "directory of hashed CA certificates (c_rehash) the smtp client trusts at level verify"},
+    {"smtp_tls_protocols", CONFIG_STR, ">=TLSv1.2", 0, 0,
+     "TLS versions the smtp client allows, in tls_protocols syntax"},
+    {"smtp_tls_ciphers", CONFIG_STR, "DEFAULT", 0, 0,
+     "OpenSSL cipher string of the smtp client for TLS 1.2 (opportunistic TLS: broad by "
+     "default)"},
+    {"smtp_tls_ciphersuites", CONFIG_STR, "", 0, 0,
+     "TLS 1.3 cipher suites of the smtp client; empty = OpenSSL's defaults"},
+    {"smtp_tls_cert_file", CONFIG_STR, "", 0, 0,
+     "optional PEM client certificate chain the smtp client presents; empty = none"},
+    {"smtp_tls_key_file", CONFIG_STR, "$smtp_tls_cert_file", 0, 0,
+     "PEM private key of smtp_tls_cert_file"},
+    {"smtp_tls_session_cache_size", CONFIG_INT, "256", 0, 100000,
+     "TLS sessions an smtp client process keeps for resumption (per server name and "
+     "policy); 0 = no resumption"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},
 };

@@ -140,6 +140,8 @@ struct qf_writer *qf_writer_new(int fd)
     w->fd = fd;
     w->buf = mymalloc(QF_WRITE_BUF);
     w_put(w, QF_MAGIC, QF_MAGIC_LEN);
+    /* The delay-warning mark: qmgr flips it in place once the warning is queued. */
+    w_record(w, 'W', "P", 1);
     return w;
 }
 
@@ -409,7 +411,7 @@ static int qf_parse_src(struct qf_src *s, struct qf_message *m, struct strbuf *e
     char *data = NULL;
     size_t rcap = 0;
     bool seen_c = false, seen_a = false, seen_e = false, seen_f = false, seen_t = false;
-    bool seen_m = false;
+    bool seen_m = false, seen_w = false;
     char magic[QF_MAGIC_LEN];
     if (!src_get(s, 0, magic, QF_MAGIC_LEN)) {
         why = "file too short for the header";
@@ -586,6 +588,19 @@ static int qf_parse_src(struct qf_src *s, struct qf_message *m, struct strbuf *e
             m->smtputf8 = (v & 1) != 0;
             m->is_bounce = (v & 2) != 0;
             break;
+        case 'W':
+            if (seen_w) {
+                why = "duplicate delay warning record";
+                goto fail;
+            }
+            seen_w = true;
+            if (len != 1 || (data[0] != QF_RCPT_PENDING && data[0] != QF_RCPT_DONE)) {
+                why = "malformed delay warning record";
+                goto fail;
+            }
+            m->warn_status = data[0];
+            m->warn_offset = (off_t)dpos;
+            break;
         case 'R': {
             if (m->nrcpts >= QF_MAX_RECIPIENTS) {
                 why = "too many recipients";
@@ -678,6 +693,26 @@ void qf_message_release(struct qf_message *m)
     }
     myfree(m->rcpts);
     memset(m, 0, sizeof(*m));
+}
+
+int qf_mark_warned(int fd, struct qf_message *msg)
+{
+    if (msg->warn_status == 0) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    char status = QF_RCPT_DONE;
+    ssize_t n;
+    do
+        n = pwrite(fd, &status, 1, msg->warn_offset);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        if (n == 0)
+            errno = EIO;
+        return -1;
+    }
+    msg->warn_status = QF_RCPT_DONE;
+    return 0;
 }
 
 int qf_mark_recipient(int fd, const struct qf_recipient *r, char status)

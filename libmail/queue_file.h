@@ -64,6 +64,10 @@ struct qf_message {
     size_t nrcpts;
     off_t content_offset;
     size_t content_size; /* bytes, LF line ends */
+    /* Delay warning (W record): 'P' not sent yet, 'D' sent, 0 = file without the record
+     * (written before the record existed: it never gets a delay warning). */
+    char warn_status;
+    off_t warn_offset;
 };
 
 /* ---- writing ---- */
@@ -105,6 +109,8 @@ int qf_parse(const char *data, size_t len, struct qf_message *msg, struct strbuf
 void qf_message_release(struct qf_message *msg);
 /* Set one recipient's status byte in place (no fsync). 0 or -1. */
 int qf_mark_recipient(int fd, const struct qf_recipient *r, char status);
+/* Record in place that the delay warning was queued (no fsync). 0, or -1 (ENOTSUP: no W record). */
+int qf_mark_warned(int fd, struct qf_message *msg);
 /* Count of recipients still QF_RCPT_PENDING. */
 size_t qf_pending(const struct qf_message *msg);
 /*

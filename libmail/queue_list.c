@@ -18,6 +18,47 @@
 static const enum queue_dir ql_dirs[] = {QUEUE_MAILDROP, QUEUE_INCOMING, QUEUE_ACTIVE,
                                          QUEUE_DEFERRED, QUEUE_HOLD};
 
+/*
+ * qmgr's defer/ID file: "address TAB dsn reason" per recipient deferred in
+ * the last attempt (qmgr/defer_log.c). Attach each reason to the first
+ * pending recipient with that address. Missing or unreadable: no reasons.
+ */
+static void ql_read_reasons(struct queue_list_entry *e)
+{
+    struct strbuf path = STRBUF_INIT;
+    char *buf;
+    ssize_t len;
+    int fd;
+
+    strbuf_printf(&path, "%s/defer/%s", queue_root(), e->id);
+    fd = open(path.data, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    strbuf_release(&path);
+    if (fd < 0)
+        return;
+    buf = mymalloc(1024 * 1024 + 1);
+    len = read(fd, buf, 1024 * 1024);
+    close(fd);
+    if (len > 0) {
+        buf[len] = '\0';
+        for (char *line = buf, *next; line != NULL && *line != '\0'; line = next) {
+            char *nl = strchr(line, '\n');
+            next = nl != NULL ? nl + 1 : NULL;
+            if (nl != NULL)
+                *nl = '\0';
+            char *tab = strchr(line, '\t');
+            if (tab == NULL)
+                continue;
+            *tab = '\0';
+            for (size_t r = 0; r < e->nrcpts; r++)
+                if (e->rcpts[r].reason == NULL && strcmp(e->rcpts[r].address, line) == 0) {
+                    e->rcpts[r].reason = mystrdup(tab + 1);
+                    break;
+                }
+        }
+    }
+    myfree(buf);
+}
+
 static void ql_read_one(struct queue_list_entry *e, int dfd, const char *name)
 {
     struct qf_message msg;
@@ -59,6 +100,8 @@ static void ql_read_one(struct queue_list_entry *e, int dfd, const char *name)
         e->nrcpts++;
     }
     qf_message_release(&msg);
+    if (e->dir == QUEUE_DEFERRED)
+        ql_read_reasons(e);
 }
 
 static int ql_compare(const void *a, const void *b)
@@ -143,8 +186,10 @@ void queue_list_free(struct queue_list_entry **entriesp, size_t count)
         return;
     for (size_t i = 0; i < count; i++) {
         myfree(entries[i].sender);
-        for (size_t r = 0; r < entries[i].nrcpts; r++)
+        for (size_t r = 0; r < entries[i].nrcpts; r++) {
             myfree(entries[i].rcpts[r].address);
+            myfree(entries[i].rcpts[r].reason);
+        }
         myfree(entries[i].rcpts);
         myfree(entries[i].error);
     }
@@ -223,11 +268,22 @@ void queue_list_format_text(const struct queue_list_entry *e, size_t count, stru
         } else {
             ql_printable(out, *e[i].sender ? e[i].sender : "MAILER-DAEMON");
             strbuf_putc(out, '\n');
-            if (e[i].dir == QUEUE_DEFERRED)
+            bool reasons = false;
+            for (size_t r = 0; r < e[i].nrcpts; r++)
+                reasons = reasons || e[i].rcpts[r].reason != NULL;
+            if (e[i].dir == QUEUE_DEFERRED && !reasons)
                 strbuf_printf(out, "%55s(deferred)\n", "");
             else if (e[i].dir == QUEUE_MAILDROP)
                 strbuf_printf(out, "%55s(maildrop: waiting for pickup)\n", "");
             for (size_t r = 0; r < e[i].nrcpts; r++) {
+                /* Like Postfix: the last deferral reason above its recipient(s). */
+                const char *why = e[i].rcpts[r].reason;
+                if (why != NULL && (r == 0 || e[i].rcpts[r - 1].reason == NULL ||
+                                    strcmp(why, e[i].rcpts[r - 1].reason) != 0)) {
+                    strbuf_printf(out, "%55s(", "");
+                    ql_printable(out, why);
+                    strbuf_puts(out, ")\n");
+                }
                 strbuf_printf(out, "%55s", "");
                 ql_printable(out, e[i].rcpts[r].address);
                 strbuf_putc(out, '\n');
@@ -344,7 +400,12 @@ void queue_list_format_json(const struct queue_list_entry *e, size_t count, stru
         for (size_t r = 0; r < e[i].nrcpts; r++) {
             strbuf_puts(out, r ? ", {\"address\": " : "{\"address\": ");
             queue_list_json_string(out, e[i].rcpts[r].address);
-            strbuf_puts(out, ", \"status\": \"pending\"}");
+            strbuf_puts(out, ", \"status\": \"pending\"");
+            if (e[i].rcpts[r].reason != NULL) {
+                strbuf_puts(out, ", \"reason\": ");
+                queue_list_json_string(out, e[i].rcpts[r].reason);
+            }
+            strbuf_putc(out, '}');
         }
         strbuf_puts(out, "]}");
     }

@@ -20,7 +20,8 @@
 
 struct queue_list_rcpt {
     char *address;
-    char status; /* QF_RCPT_PENDING or QF_RCPT_DONE */
+    char status;  /* QF_RCPT_PENDING or QF_RCPT_DONE */
+    char *reason; /* deferred/: qmgr's last deferral reason ("4.4.1 text"), or NULL */
 };
 
 struct queue_list_entry {
@@ -45,7 +46,8 @@ void queue_list_free(struct queue_list_entry **entriesp, size_t count);
 void queue_list_format_text(const struct queue_list_entry *e, size_t count, struct strbuf *out);
 /*
  * JSON: an array of {queue_id, queue, arrival_time, message_size, sender,
- * recipients: [{address, status}]} (status "pending"), "[]" when empty.
+ * recipients: [{address, status, reason}]} (status "pending"; reason, qmgr's last
+ * deferral reason, only when known), "[]" when empty.
  */
 void queue_list_format_json(const struct queue_list_entry *e, size_t count, struct strbuf *out);
 

@@ -30,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "strbuf.h"
 
@@ -97,5 +98,72 @@ bool tls_conn_verified(const struct tls_conn *conn);
  * ...). 0 or -1 with err. max_r is 0 when there is no upper bound.
  */
 int tls_parse_protocols(const char *text, int *min_r, int *max_r, struct strbuf *err);
+
+/* ---- SMTP client security levels (smtp, RFC 3207 / RFC 7672) ----------- */
+
+/*
+ * Security levels of an outbound SMTP session, Postfix's names:
+ * none (no TLS), may (opportunistic, unauthenticated), encrypt (TLS
+ * mandatory, no authentication), verify (chain against the CA store and a
+ * name match), dane (RFC 7672: the host's DNSSEC-validated TLSA records).
+ */
+enum tls_level {
+    TLS_LEVEL_NONE,
+    TLS_LEVEL_MAY,
+    TLS_LEVEL_ENCRYPT,
+    TLS_LEVEL_VERIFY,
+    TLS_LEVEL_DANE
+};
+
+/* "none" "may" "encrypt" "verify" "dane" (case-insensitive): 0, or -1. */
+int tls_level_parse(const char *text, enum tls_level *level_r);
+/* The name of a level ("may"); never NULL. */
+const char *tls_level_str(enum tls_level level);
+
+/* One TLSA record (RFC 6698 §2.1); data is borrowed, not copied. */
+struct tls_tlsa {
+    uint8_t usage, selector, mtype;
+    const unsigned char *data;
+    size_t len;
+};
+
+/* What the smtp client requires of one connection. All pointers are borrowed. */
+struct tls_client_policy {
+    enum tls_level level;
+    const char *servername;          /* SNI (the MX host name), may be NULL */
+    const char *const *verify_names; /* verify/DANE-TA: names the certificate must match (any) */
+    size_t nverify_names;
+    const struct tls_tlsa *tlsa; /* dane: the host's DNSSEC-validated TLSA records */
+    size_t ntlsa;
+};
+
+/*
+ * Client handshake on the stream under a policy, within timeout_ms.
+ * may/encrypt: no peer authentication. verify: the chain must verify
+ * against the context's CA store and one of verify_names must match
+ * (servername when there are none). dane (RFC 7672): DANE-TA(2) and
+ * DANE-EE(3) records are used (EE ignores names and dates, TA checks the
+ * names); PKIX-TA(0)/PKIX-EE(1) are unusable for SMTP (RFC 7672 §3.1.3)
+ * and ignored; with no usable record the handshake is not attempted and
+ * err says "no usable TLSA records". NULL with a reason in err on failure
+ * (the stream is unusable then); on success as tls_conn_start.
+ */
+struct tls_conn *tls_client_start(struct tls_ctx *ctx, struct stream *stream,
+                                  const struct tls_client_policy *pol, int timeout_ms,
+                                  struct strbuf *err);
+
+/* How the peer of a client connection was authenticated. */
+enum tls_peer_trust { TLS_PEER_ANON, TLS_PEER_VERIFIED, TLS_PEER_DANE };
+enum tls_peer_trust tls_conn_peer_trust(const struct tls_conn *conn);
+
+/*
+ * The client context for "smtp" from main.cf: <prefix>_tls_CAfile,
+ * <prefix>_tls_CApath (both empty = OpenSSL's default trust store),
+ * <prefix>_tls_protocols, _ciphers, _ciphersuites, optional client
+ * certificate <prefix>_tls_cert_file/_key_file. Sessions are cached in
+ * the context per server name (tls_client_start resumes them).
+ * 0 with *ctx_r, or -1 with err.
+ */
+int tls_client_ctx_from_config(const char *prefix, struct tls_ctx **ctx_r, struct strbuf *err);
 
 #endif

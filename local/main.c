@@ -125,14 +125,11 @@ static void deliver_rcpt(struct request *q, struct rcpt *r)
     const char *orig_to = (r->orig && *r->orig) ? strip_rfc822(r->orig) : r->rcpt;
     char last_name[256] = "";
 
-    const char *at = strrchr(r->rcpt, '@');
-    if (at != NULL && !recipient_domain_is_local(at + 1)) {
-        /* qmgr and we disagree about mydestination (a reload in between?): retry later. */
-        set_result(r, 4, "4.3.0", "recipient domain is not local");
-        log_result(q, r->rcpt, orig_to, r->dsn, "deferred", strbuf_str(&r->reason));
-        return;
-    }
-
+    /*
+     * No domain check here: qmgr routed this recipient to local (its domain is
+     * in mydestination, or transport_maps says local:), and local delivers by
+     * the local part, as Postfix's local(8) does.
+     */
     local_expand(q->queue_id, r->rcpt, &exp);
     fwd = mycalloc(exp.count ? exp.count : 1, sizeof(*fwd));
 

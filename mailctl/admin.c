@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "dict.h"
+#include "mailbox.h"
 #include "maildir.h"
 #include "mailctl.h"
 #include "msg.h"
@@ -77,15 +78,27 @@ static int user_maildir(const char *name)
 
     vuser_maildir(name, &md);
     strbuf_reset(&err);
-    if (maildir_create(md.data, &err) < 0) {
+    /* INBOX plus Sent, Drafts, Trash and Junk (SPECIAL-USE), subscribed. */
+    if (mailbox_create_defaults(md.data, &err) < 0) {
         fprintf(stderr, "mailctl: Maildir %s: %s\n", md.data, err.data);
         rc = -1;
     } else {
+        static const char *const folders[] = {"", "/.Sent", "/.Drafts", "/.Trash", "/.Junk"};
         strbuf_printf(&p, "%s/%s", config_str("virtual_mailbox_base"), name);
         chown_to_owner(p.data);
-        for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        for (size_t f = 0; f < sizeof(folders) / sizeof(folders[0]); f++) {
+            for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+                strbuf_reset(&p);
+                strbuf_printf(&p, "%s%s%s", md.data, folders[f], subs[i]);
+                chown_to_owner(p.data);
+            }
+        }
+        static const char *const files[] = {"/subscriptions",        "/tegami-subscriptions.lock",
+                                            "/.Sent/maildirfolder",  "/.Drafts/maildirfolder",
+                                            "/.Trash/maildirfolder", "/.Junk/maildirfolder"};
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
             strbuf_reset(&p);
-            strbuf_printf(&p, "%s%s", md.data, subs[i]);
+            strbuf_printf(&p, "%s%s", md.data, files[i]);
             chown_to_owner(p.data);
         }
     }
@@ -363,6 +376,13 @@ int mailctl_queue(int argc, char **argv)
         if (queue_remove(dir, id) < 0) {
             fprintf(stderr, "mailctl: %s: %s\n", id, strerror(errno));
             return MAILCTL_ERROR;
+        }
+        {
+            /* qmgr's last deferral reasons for it (defer/ID) go too; harmless if none. */
+            struct strbuf dpath = STRBUF_INIT;
+            strbuf_printf(&dpath, "%s/defer/%s", queue_root(), id);
+            (void)unlink(dpath.data);
+            strbuf_release(&dpath);
         }
         msg_info("%s: removed by mailctl (queue %s)", id, queue_dir_name(dir));
         return MAILCTL_OK;

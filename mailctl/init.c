@@ -349,7 +349,8 @@ static void init_master_cf(struct strbuf *mc, const struct init_opts *o)
     const char *addr = o->address;
 
     strbuf_puts(mc, "# service          type  private unpriv chroot maxproc command\n");
-    /* SMTP (MX), submission (RFC 6409), implicit-TLS submission (RFC 8314), POP3, POP3S. */
+    /* SMTP (MX), submission (RFC 6409), implicit-TLS submission (RFC 8314), POP3, POP3S,
+     * IMAP, IMAPS. */
     static const struct {
         long port;
         const char *command;
@@ -360,6 +361,8 @@ static void init_master_cf(struct strbuf *mc, const struct init_opts *o)
         {465, "smtpd", "  -o smtpd_tls_wrappermode=yes\n  -o smtpd_submission=yes\n"},
         {110, "pop3d", ""},
         {995, "pop3d", "  -o pop3d_tls_wrappermode=yes\n"},
+        {143, "imapd", ""},
+        {993, "imapd", "  -o imapd_tls_wrappermode=yes\n"},
     };
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
         if (addr)
@@ -372,6 +375,7 @@ static void init_master_cf(struct strbuf *mc, const struct init_opts *o)
     strbuf_puts(mc, "qmgr               fifo  n       -      n      1       qmgr\n"
                     "pickup             fifo  n       -      n      1       pickup\n"
                     "local              unix  -       -      n      -       local\n"
+                    "smtp               unix  -       -      n      100     smtp\n"
                     "anvil              unix  -       -      n      1       anvil\n");
 }
 
@@ -484,14 +488,15 @@ int mailctl_init(int argc, char **argv)
                "  domain %s, host %s, mail for user@%s\n"
                "  SMTP  %s port %ld    POP3  %s port %ld\n"
                "  submission port %ld (STARTTLS + AUTH), smtps port %ld, pop3s port %ld\n"
+               "  IMAP  %s port %ld (STARTTLS), imaps port %ld\n"
                "  add a user:  echo PASSWORD | %s/mailctl -c %s user add NAME\n"
                "  start:       %s/mailctl -c %s start\n"
                "  connect:     swaks --server %s --port %ld --to NAME@%s\n"
                "  stop:        %s/mailctl -c %s stop\n",
                dir, o.domain, config_str("myhostname"), o.domain, o.address, o.offset + 25,
-               o.address, o.offset + 110, o.offset + 587, o.offset + 465, o.offset + 995,
-               bindir.data, dir, bindir.data, dir, o.address, o.offset + 25, o.domain, bindir.data,
-               dir);
+               o.address, o.offset + 110, o.offset + 587, o.offset + 465, o.offset + 995, o.address,
+               o.offset + 143, o.offset + 993, bindir.data, dir, bindir.data, dir, o.address,
+               o.offset + 25, o.domain, bindir.data, dir);
     } else {
         printf("tegami configuration created in %s\n"
                "  check:  %s/mailctl -c %s check\n"

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "msg.h"
 #include "mymalloc.h"
 
@@ -17,39 +15,6 @@
 #define SEND_BLOCK 65536
 static char send_in[SEND_BLOCK];
 static char send_out[2 * SEND_BLOCK + 8];
-
-/* RFC 1939 §7: a unique-id is 1..70 characters in 0x21..0x7E. */
-static bool uidl_conforms(const char *uid)
-{
-    size_t len = strlen(uid);
-    if (len == 0 || len > 70)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)uid[i];
-        if (c < 0x21 || c > 0x7e)
-            return false;
-    }
-    return true;
-}
-
-/* The Maildir uid when it conforms, else a stable digest of it (hex, 64 chars). */
-static char *make_uidl(const char *uid)
-{
-    if (uidl_conforms(uid))
-        return mystrdup(uid);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    if (!EVP_Digest(uid, strlen(uid), md, &mdlen, EVP_sha256(), NULL))
-        msg_fatal("EVP_Digest(sha256) failed");
-    static const char hex[] = "0123456789abcdef";
-    char *out = mymalloc(2 * (size_t)mdlen + 1);
-    for (unsigned int i = 0; i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[2 * mdlen] = '\0';
-    return out;
-}
 
 int pop3_mailbox_open(struct pop3_mailbox *mb, const char *path, const char **resp_r,
                       struct strbuf *err)
@@ -72,17 +37,39 @@ int pop3_mailbox_open(struct pop3_mailbox *mb, const char *path, const char **re
             *resp_r = "-ERR [SYS/TEMP] Cannot lock mailbox";
         return -1;
     }
-    if (maildir_list(path, true, &mb->msgs, &mb->count, err) < 0) {
+    /* The index moves new/ to cur/ and gives every message its UID. POP3
+     * does not claim \Recent: an IMAP client still sees the mail as new. */
+    if (mbox_open(path, MBOX_NO_RECENT, &mb->box, err) < 0) {
         close(mb->lock_fd);
         mb->lock_fd = -1;
         *resp_r = "-ERR [SYS/TEMP] Cannot open mailbox";
         return -1;
     }
     mb->path = mystrdup(path);
-    mb->deleted = mycalloc(mb->count ? mb->count : 1, sizeof(bool));
-    mb->uidl = mycalloc(mb->count ? mb->count : 1, sizeof(char *));
-    for (size_t i = 0; i < mb->count; i++)
-        mb->uidl[i] = make_uidl(mb->msgs[i].uid);
+    mb->count = mbox_count(mb->box);
+    size_t alloc = mb->count ? mb->count : 1;
+    mb->msgs = mycalloc(alloc, sizeof(*mb->msgs));
+    mb->uids = mycalloc(alloc, sizeof(*mb->uids));
+    mb->deleted = mycalloc(alloc, sizeof(bool));
+    mb->retrieved = mycalloc(alloc, sizeof(bool));
+    mb->uidl = mycalloc(alloc, sizeof(char *));
+    uint32_t uidvalidity = mbox_uidvalidity(mb->box);
+    struct strbuf sb = STRBUF_INIT;
+    for (size_t i = 0; i < mb->count; i++) {
+        const struct mbox_rec *r = mbox_rec_at(mb->box, i);
+        strbuf_reset(&sb);
+        strbuf_printf(&sb, "%08X%08X", r->uid, uidvalidity);
+        mb->uidl[i] = mystrdup(sb.data);
+        mb->uids[i] = r->uid;
+        strbuf_reset(&sb);
+        strbuf_printf(&sb, "cur/%s", r->filename);
+        mb->msgs[i].path = mystrdup(sb.data);
+        mb->msgs[i].uid = mystrdup(mb->uidl[i]);
+        mb->msgs[i].size = (size_t)r->size;
+        mb->msgs[i].vsize = (size_t)r->vsize;
+        mb->msgs[i].mtime = r->internaldate;
+    }
+    strbuf_release(&sb);
     return 0;
 }
 
@@ -95,7 +82,10 @@ void pop3_mailbox_close(struct pop3_mailbox *mb)
     }
     if (mb->msgs)
         maildir_list_free(&mb->msgs, mb->count);
+    mbox_close(&mb->box);
+    myfree(mb->uids);
     myfree(mb->deleted);
+    myfree(mb->retrieved);
     myfree(mb->path);
     if (mb->lock_fd >= 0)
         close(mb->lock_fd);
@@ -124,88 +114,57 @@ void pop3_mailbox_stat(const struct pop3_mailbox *mb, size_t *count_r, unsigned 
     *size_r = size;
 }
 
-/*
- * The message may have been renamed since we listed it (an IMAP client
- * changing flags renames cur/<uid>:2,<flags>): find the file by its uid in
- * cur/ then new/. 0 with the relative path in out, -1 if it is gone.
- */
-static int find_by_uid(const struct pop3_mailbox *mb, const char *uid, struct strbuf *out)
-{
-    static const char *const subdirs[] = {"cur", "new"};
-    size_t ulen = strlen(uid);
-    for (size_t d = 0; d < 2; d++) {
-        struct strbuf dir = STRBUF_INIT;
-        strbuf_printf(&dir, "%s/%s", mb->path, subdirs[d]);
-        DIR *dp = opendir(dir.data);
-        strbuf_release(&dir);
-        if (dp == NULL)
-            continue;
-        struct dirent *de;
-        while ((de = readdir(dp)) != NULL) {
-            if (strncmp(de->d_name, uid, ulen) == 0 &&
-                (de->d_name[ulen] == ':' || de->d_name[ulen] == ',' || de->d_name[ulen] == '\0')) {
-                strbuf_reset(out);
-                strbuf_printf(out, "%s/%s", subdirs[d], de->d_name);
-                closedir(dp);
-                return 0;
-            }
-        }
-        closedir(dp);
-    }
-    return -1;
-}
-
 size_t pop3_mailbox_update(struct pop3_mailbox *mb, size_t *deleted_r)
 {
-    size_t failed = 0, deleted = 0;
-    struct strbuf full = STRBUF_INIT, rel = STRBUF_INIT;
-    for (size_t i = 0; i < mb->count; i++) {
-        if (!mb->deleted[i])
-            continue;
-        strbuf_reset(&full);
-        strbuf_printf(&full, "%s/%s", mb->path, mb->msgs[i].path);
-        if (unlink(full.data) == 0) {
-            deleted++;
-            continue;
-        }
-        if (errno == ENOENT) {
-            if (find_by_uid(mb, mb->msgs[i].uid, &rel) < 0) {
-                deleted++; /* gone already (another client removed it) */
-                continue;
-            }
-            strbuf_reset(&full);
-            strbuf_printf(&full, "%s/%s", mb->path, rel.data);
-            if (unlink(full.data) == 0 || errno == ENOENT) {
-                deleted++;
-                continue;
-            }
-        }
-        msg_warn("cannot remove %s: %s", full.data, strerror(errno));
-        failed++;
+    size_t failed = 0, deleted = 0, n = 0;
+    struct strbuf err = STRBUF_INIT;
+    uint32_t *uids = mycalloc(mb->count ? mb->count : 1, sizeof(uint32_t));
+    for (size_t i = 0; i < mb->count; i++)
+        if (mb->deleted[i])
+            uids[n++] = mb->uids[i];
+    if (mbox_txn_begin(mb->box, &err) < 0) {
+        msg_warn("%s", err.data);
+        myfree(uids);
+        strbuf_release(&err);
+        *deleted_r = 0;
+        return n;
     }
-    strbuf_release(&full);
-    strbuf_release(&rel);
+    for (size_t i = 0; i < mb->count; i++) {
+        if (mb->retrieved[i] && !mb->deleted[i] &&
+            mbox_store_flags(mb->box, mb->uids[i], MBOX_F_SEEN, 0, MBOX_FLAGS_ADD, 0, NULL, &err) <
+                0) {
+            /* gone already, or another client renamed it: not worth failing QUIT */
+            strbuf_reset(&err);
+        }
+    }
+    if (n > 0 && mbox_expunge_uids(mb->box, uids, n, &err) < 0) {
+        msg_warn("%s: expunge: %s", mb->path, err.data);
+        failed = n;
+    } else {
+        deleted = n;
+    }
+    strbuf_reset(&err);
+    if (mbox_txn_commit(mb->box, &err) < 0) {
+        msg_warn("%s: %s", mb->path, err.data);
+        if (failed == 0) {
+            failed = n;
+            deleted = 0;
+        }
+    }
+    myfree(uids);
+    strbuf_release(&err);
     *deleted_r = deleted;
     return failed;
 }
 
-static int open_message(const struct pop3_mailbox *mb, const struct maildir_msg *m)
+static int open_message(struct pop3_mailbox *mb, unsigned long n)
 {
-    struct strbuf full = STRBUF_INIT;
-    strbuf_printf(&full, "%s/%s", mb->path, m->path);
-    int fd = open(full.data, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT) {
-        struct strbuf rel = STRBUF_INIT;
-        if (find_by_uid(mb, m->uid, &rel) == 0) {
-            strbuf_reset(&full);
-            strbuf_printf(&full, "%s/%s", mb->path, rel.data);
-            fd = open(full.data, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        }
-        strbuf_release(&rel);
-    }
+    struct strbuf err = STRBUF_INIT;
+    /* Finds the file even if an IMAP client renamed it (flags) meanwhile. */
+    int fd = mbox_msg_open(mb->box, mb->uids[n - 1], &err);
     if (fd < 0)
-        msg_warn("cannot open %s: %s", full.data, strerror(errno));
-    strbuf_release(&full);
+        msg_warn("%s", err.data);
+    strbuf_release(&err);
     return fd;
 }
 
@@ -273,9 +232,11 @@ int pop3_mailbox_send(struct pop3_mailbox *mb, unsigned long n, long top_lines, 
     const struct maildir_msg *m = pop3_mailbox_get(mb, n);
     if (m == NULL)
         return 1;
-    int fd = open_message(mb, m);
+    int fd = open_message(mb, n);
     if (fd < 0)
         return 1;
+    if (top_lines < 0)
+        mb->retrieved[n - 1] = true;
     struct xfer x = {true, '\n', 0, false, top_lines, false};
     if (stream_puts(out, ok_line) < 0 || stream_write(out, "\r\n", 2) < 0) {
         close(fd);

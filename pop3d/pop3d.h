@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "maildir.h"
+#include "mbox_index.h"
 #include "pop3_parse.h"
 #include "server.h"
 #include "stream.h"
@@ -39,14 +40,24 @@ extern struct tls_ctx *pop3d_tls_ctx;
 /* pop3d_tls_wrappermode: POP3S, the handshake comes before the greeting. */
 extern bool pop3d_tls_wrapper;
 
-/* The mailbox of a logged-in session. */
+/*
+ * The mailbox of a logged-in session: INBOX through the same index as
+ * IMAP (libmail/mbox_index), so POP3 and IMAP agree on what exists. The
+ * UIDL of a message is Dovecot's default format %08Xu%08Xv: its IMAP UID
+ * then the folder's UIDVALIDITY, 8 upper-case hex digits each - stable
+ * across sessions and index rebuilds, and what a user moving from Dovecot
+ * already has.
+ */
 struct pop3_mailbox {
     char *path;  /* the Maildir */
-    int lock_fd; /* from maildir_lock */
-    struct maildir_msg *msgs;
+    int lock_fd; /* from maildir_lock: one POP3 session per maildrop (RFC 1939 §8) */
+    struct mbox *box;
+    struct maildir_msg *msgs; /* path "cur/<name>", sizes; uid = the UIDL */
+    uint32_t *uids;           /* IMAP UID of each message */
     size_t count;
-    bool *deleted; /* marks, applied only in the UPDATE state */
-    char **uidl;   /* RFC 1939 §7 conforming unique-id per message */
+    bool *deleted;   /* marks, applied only in the UPDATE state */
+    bool *retrieved; /* RETR'd: \Seen is set in the UPDATE state, as Dovecot does */
+    char **uidl;     /* RFC 1939 §7 conforming unique-id per message */
 };
 
 /* Lock and list: 0, or -1 with *resp_r a complete "-ERR ..." reply text. */
@@ -57,7 +68,9 @@ void pop3_mailbox_close(struct pop3_mailbox *mb);
 const struct maildir_msg *pop3_mailbox_get(const struct pop3_mailbox *mb, unsigned long n);
 /* Count and CRLF size of messages not marked deleted. */
 void pop3_mailbox_stat(const struct pop3_mailbox *mb, size_t *count_r, unsigned long long *size_r);
-/* UPDATE state: unlink the marked files. Returns how many could not be removed. */
+/* UPDATE state: expunge the marked messages through the index (one
+ * transaction) and set \Seen on those retrieved. Returns how many could not
+ * be removed. */
 size_t pop3_mailbox_update(struct pop3_mailbox *mb, size_t *deleted_r);
 
 /*

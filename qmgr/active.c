@@ -25,10 +25,7 @@
 #include "mymalloc.h"
 #include "qmgr.h"
 #include "queue_pool.h"
-#include "recipient.h"
-
-#define REMOTE_DSN "4.4.1"
-#define REMOTE_REASON "delivery to remote domains is not available yet (no smtp transport)"
+#include "resolve.h"
 
 static double now_seconds(void)
 {
@@ -46,7 +43,10 @@ void qmgr_set_result(struct qmgr_msg *m, size_t i, char result, const char *dsn,
     snprintf(st->dsn, sizeof(st->dsn), "%s", dsn != NULL ? dsn : "");
     myfree(st->reason);
     st->reason = mystrdup(reason != NULL ? reason : "");
-    st->relay = relay;
+    if (st->relay == NULL || strcmp(st->relay, relay != NULL ? relay : "none") != 0) {
+        myfree(st->relay);
+        st->relay = mystrdup(relay != NULL ? relay : "none");
+    }
 }
 
 void qmgr_log_rcpt(const struct qmgr_msg *m, size_t i, const char *status)
@@ -69,8 +69,10 @@ static void msg_free(struct qmgr_msg **mp)
     struct qmgr_msg *m = *mp;
 
     if (m->st != NULL)
-        for (size_t i = 0; i < m->qf.nrcpts; i++)
+        for (size_t i = 0; i < m->qf.nrcpts; i++) {
             myfree(m->st[i].reason);
+            myfree(m->st[i].relay);
+        }
     myfree(m->st);
     qf_message_release(&m->qf);
     if (m->fd >= 0)
@@ -79,11 +81,84 @@ static void msg_free(struct qmgr_msg **mp)
     *mp = NULL;
 }
 
+/*
+ * Route every pending recipient and cut the jobs: recipients of one
+ * destination go together, at most the transport's recipient limit per
+ * job. Bounced (error transport) and deferred (unknown transport, table
+ * error) recipients are settled here; qmgr_finalize reports them.
+ */
+static void route_recipients(struct qmgr_msg *m)
+{
+    struct qmgr_route route = QMGR_ROUTE_INIT;
+    struct qmgr_job **open = NULL; /* the message's unfilled job per destination seen */
+    size_t nopen = 0, capopen = 0;
+
+    for (size_t i = 0; i < m->qf.nrcpts; i++) {
+        const struct qf_recipient *r = &m->qf.rcpts[i];
+        struct qmgr_dest *d;
+        struct qmgr_job *job = NULL;
+
+        if (r->status != QF_RCPT_PENDING)
+            continue;
+        qmgr_resolve(r->address, &route);
+        switch (route.kind) {
+        case QMGR_ROUTE_ERROR:
+            qmgr_set_result(m, i, '5', route.dsn, strbuf_str(&route.reason), "none");
+            qmgr_log_rcpt(m, i, "bounced");
+            continue;
+        case QMGR_ROUTE_DEFER:
+            qmgr_set_result(m, i, '4', route.dsn, strbuf_str(&route.reason), "none");
+            qmgr_log_rcpt(m, i, "deferred");
+            continue;
+        case QMGR_ROUTE_SMTP:
+            d = qmgr_dest_find(QMGR_TP_SMTP, strbuf_str(&route.nexthop));
+            break;
+        case QMGR_ROUTE_LOCAL:
+        default:
+            d = qmgr_dest_find(QMGR_TP_LOCAL, "");
+            break;
+        }
+        /* Few destinations per message as a rule: a linear search is fine, and bounded
+         * by dropping full jobs from the list. */
+        for (size_t k = nopen; k > 0 && k + 64 > nopen; k--)
+            if (open[k - 1]->dest == d) {
+                job = open[k - 1];
+                break;
+            }
+        if (job == NULL) {
+            size_t limit = qmgr_dest_rcpt_limit(d);
+            job = mycalloc(1, sizeof(*job));
+            job->msg = m;
+            job->dest = d;
+            job->cap = limit < m->qf.nrcpts - i ? limit : m->qf.nrcpts - i;
+            job->idx = mymalloc((job->cap < 8 ? job->cap : 8) * sizeof(*job->idx));
+            m->jobs++;
+            qmgr_job_add(job, false);
+            if (nopen == capopen) {
+                capopen = capopen ? capopen * 2 : 8;
+                open = myreallocarray(open, capopen, sizeof(*open));
+            }
+            open[nopen++] = job;
+        }
+        if (job->n >= 8 && (job->n & (job->n - 1)) == 0) /* grow at 8, 16, 32... */
+            job->idx = myreallocarray(job->idx, job->n * 2 < job->cap ? job->n * 2 : job->cap,
+                                      sizeof(*job->idx));
+        job->idx[job->n++] = i;
+        if (job->n == job->cap)
+            for (size_t k = nopen; k > 0; k--)
+                if (open[k - 1] == job) {
+                    open[k - 1] = open[--nopen];
+                    break;
+                }
+    }
+    myfree(open);
+    qmgr_route_release(&route);
+}
+
 void qmgr_activate(enum queue_dir dir, const char *id, bool force)
 {
     struct strbuf err = STRBUF_INIT;
     struct qmgr_msg *m;
-    size_t *local_idx, nlocal = 0, i;
     int fd;
 
     if (!queue_id_valid(id))
@@ -122,6 +197,7 @@ void qmgr_activate(enum queue_dir dir, const char *id, bool force)
     }
     m = mycalloc(1, sizeof(*m));
     m->fd = fd;
+    m->was_deferred = dir == QUEUE_DEFERRED;
     snprintf(m->id, sizeof(m->id), "%s", id);
     if (qf_read(fd, &m->qf, &err) < 0) {
         /* A damaged file is kept for inspection, never delivered, never fatal. */
@@ -137,39 +213,7 @@ void qmgr_activate(enum queue_dir dir, const char *id, bool force)
     msg_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", id, m->qf.sender,
              m->qf.content_size, m->qf.nrcpts);
 
-    local_idx = mycalloc(m->qf.nrcpts ? m->qf.nrcpts : 1, sizeof(*local_idx));
-    for (i = 0; i < m->qf.nrcpts; i++) {
-        const struct qf_recipient *r = &m->qf.rcpts[i];
-        if (r->status != QF_RCPT_PENDING)
-            continue;
-        switch (recipient_classify(r->address, &err)) {
-        case RECIPIENT_LOCAL:
-        case RECIPIENT_UNKNOWN_USER:
-            /* local answers 5.1.1 for unknown users; that is what makes the bounce. */
-            local_idx[nlocal++] = i;
-            break;
-        case RECIPIENT_REMOTE:
-            qmgr_set_result(m, i, '4', REMOTE_DSN, REMOTE_REASON, "none");
-            qmgr_log_rcpt(m, i, "deferred");
-            break;
-        case RECIPIENT_ERROR:
-        default:
-            qmgr_set_result(m, i, '4', "4.3.0", strbuf_str(&err), "none");
-            qmgr_log_rcpt(m, i, "deferred");
-            break;
-        }
-    }
-    for (i = 0; i < nlocal; i += (size_t)qmgr.rcpt_limit) {
-        struct qmgr_job *job = mycalloc(1, sizeof(*job));
-        size_t n = nlocal - i < (size_t)qmgr.rcpt_limit ? nlocal - i : (size_t)qmgr.rcpt_limit;
-        job->msg = m;
-        job->idx = mymalloc(n * sizeof(*job->idx));
-        memcpy(job->idx, local_idx + i, n * sizeof(*job->idx));
-        job->n = n;
-        m->jobs++;
-        qmgr_job_add(job, false);
-    }
-    myfree(local_idx);
+    route_recipients(m);
     strbuf_release(&err);
     if (m->jobs == 0)
         qmgr_finalize(m);
@@ -262,8 +306,12 @@ void qmgr_finalize(struct qmgr_msg *m)
         }
         close(m->fd);
         m->fd = -1;
+        if (m->was_deferred) /* no unlink per message on the fast path */
+            qmgr_defer_log_remove(m->id);
     } else {
         long long delay = qmgr_backoff(age, qmgr.min_backoff, qmgr.max_backoff);
+        qmgr_delay_warning(m, age);
+        qmgr_defer_log_write(m);
         struct timespec ts[2];
         /* One fsync per durable step: the done marks must not come back after a crash
          * once the file has left active/. */

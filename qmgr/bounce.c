@@ -13,6 +13,7 @@
  * committed loses the report, never the mail (Postfix' trace is the same).
  * They return headers only (RET applies to failures, RFC 3461 §4.3).
  */
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -49,7 +50,7 @@ static int queue_dsn(struct qmgr_msg *m, const size_t *idx, size_t n, enum dsn_a
         dr[k].status = st->dsn;
         dr[k].reason = st->reason;
     }
-    /* A full_limit of 0 returns the headers only. */
+    /* A full_limit of 0 returns the headers only (RFC 3461 §4.3: RET is for failures). */
     size_t full_limit = action == DSN_ACTION_FAILED ? (size_t)qmgr.bounce_size_limit : 0;
     if (dsn_read_original(m->fd, &m->qf, full_limit, &orig, &full) < 0) {
         msg_warn("%s: read original for the notification: %m", m->id);
@@ -66,6 +67,11 @@ static int queue_dsn(struct qmgr_msg *m, const size_t *idx, size_t n, enum dsn_a
     req.original_len = orig.len;
     req.original_full = full;
     req.now = time(NULL);
+    if (action == DSN_ACTION_DELAYED) {
+        bool bounce_like = m->qf.is_bounce || m->qf.sender[0] == '\0';
+        req.will_retry_until =
+            m->qf.arrival + (time_t)(bounce_like ? qmgr.bounce_lifetime : qmgr.lifetime);
+    }
     dsn_compose(&req, &text);
 
     if (queue_create(QUEUE_INCOMING, &qn, &err) < 0) {
@@ -90,7 +96,10 @@ static int queue_dsn(struct qmgr_msg *m, const size_t *idx, size_t n, enum dsn_a
         goto out;
     }
     msg_info("%s: sender %s notification: %s", m->id,
-             action == DSN_ACTION_DELIVERED ? "delivery status" : "non-delivery", qn.id);
+             action == DSN_ACTION_DELIVERED ? "delivery status"
+             : action == DSN_ACTION_DELAYED ? "delay"
+                                            : "non-delivery",
+             qn.id);
     qmgr_todo_add(QUEUE_INCOMING, qn.id, false);
     ret = 0;
 out:
@@ -120,5 +129,35 @@ void qmgr_success(struct qmgr_msg *m)
     if (n > 0 && queue_dsn(m, idx, n, DSN_ACTION_DELIVERED) < 0)
         msg_warn("%s: delivery status notification for %zu recipient%s lost", m->id, n,
                  n == 1 ? "" : "s");
+    myfree(idx);
+}
+
+void qmgr_delay_warning(struct qmgr_msg *m, long long age)
+{
+    size_t n = 0;
+    size_t *idx;
+
+    if (qmgr.delay_warning <= 0 || age < qmgr.delay_warning || m->qf.warn_status != QF_RCPT_PENDING)
+        return; /* off, too young, already sent, or a file from before the W record */
+    if (!dsn_wanted(&m->qf))
+        return; /* never to the null sender, never about a bounce */
+    idx = mycalloc(m->qf.nrcpts ? m->qf.nrcpts : 1, sizeof(*idx));
+    for (size_t i = 0; i < m->qf.nrcpts; i++) {
+        struct qmgr_rcpt_state *st = &m->st[i];
+        if (m->qf.rcpts[i].status != QF_RCPT_PENDING || st->result == '5')
+            continue;
+        if (!dsn_rcpt_notify(&m->qf.rcpts[i], DSN_ACTION_DELAYED))
+            continue;
+        if (st->dsn[0] != '4') /* RFC 3464 §2.3.4: a delay is a 4.X.X */
+            snprintf(st->dsn, sizeof(st->dsn), "4.0.0");
+        idx[n++] = i;
+    }
+    /* Nobody to tell is also "done": the notice is never due again. */
+    if (n == 0 || queue_dsn(m, idx, n, DSN_ACTION_DELAYED) == 0) {
+        if (qf_mark_warned(m->fd, &m->qf) < 0)
+            msg_warn("%s: record the delay warning: %m", m->id);
+        else
+            m->dirty = true;
+    }
     myfree(idx);
 }

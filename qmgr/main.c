@@ -3,7 +3,7 @@
  *
  * Runs as a SERVER_LONG service: master hands us the public/qmgr fifo on
  * fd 3 (opened read-write by master, so it never reports EOF). One poll()
- * loop watches the fifo, the connections to local and a timer.
+ * loop watches the fifo, the connections to local and smtp, and a timer.
  *
  * Wake-ups (docs/protocols-qmgr.md): "I<id>" activates that incoming file
  * directly (the fast path, no directory scan), "S" scans incoming/, "F"
@@ -38,7 +38,8 @@ struct qmgr_state qmgr;
 static void fit_active_limit(void)
 {
     struct rlimit rl;
-    rlim_t want = (rlim_t)qmgr.active_limit + (rlim_t)qmgr.concurrency + 64;
+    rlim_t conns = (rlim_t)qmgr.concurrency + (rlim_t)qmgr.smtp_connections;
+    rlim_t want = (rlim_t)qmgr.active_limit + conns + 64;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
         return;
@@ -48,7 +49,7 @@ static void fit_active_limit(void)
         (void)getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur < want) {
-        long long fit = (long long)rl.rlim_cur - qmgr.concurrency - 64;
+        long long fit = (long long)rl.rlim_cur - (long long)conns - 64;
         if (fit < 1)
             fit = 1;
         msg_warn("open file limit %llu is too low for qmgr_message_active_limit=%lld: using %lld",
@@ -72,9 +73,14 @@ static void qmgr_post_init(void)
     qmgr.ipc_timeout = config_time("ipc_timeout");
     qmgr.reuse_limit = config_int("queue_file_reuse_limit");
     qmgr.myhostname = config_str("myhostname");
+    qmgr.smtp_connections = config_int("qmgr_smtp_connection_limit");
+    qmgr.smtp_dest_limit = config_int("smtp_destination_concurrency_limit");
+    qmgr.smtp_rcpt_limit = config_int("smtp_destination_recipient_limit");
+    qmgr.init_concurrency = config_int("initial_destination_concurrency");
+    qmgr.cohort_limit = config_int("destination_concurrency_failed_cohort_limit");
+    qmgr.smtp_timeout = config_time("smtp_request_timeout");
+    qmgr.delay_warning = config_time("delay_warning_time");
     fit_active_limit();
-    strbuf_init(&qmgr.local_path, 128);
-    strbuf_printf(&qmgr.local_path, "%s/private/local", queue_root());
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -115,6 +121,7 @@ static void fifo_request(const char *line, size_t len)
         break;
     case QMGR_REQ_FLUSH:
         msg_info("flush: retrying all deferred mail");
+        qmgr_deliver_revive_all();
         qmgr_scan(QUEUE_INCOMING, false);
         qmgr_scan(QUEUE_DEFERRED, true);
         break;
@@ -157,7 +164,7 @@ static void fifo_read(int fd)
 
 static void qmgr_loop(int fifo_fd)
 {
-    size_t maxfds = (size_t)qmgr.concurrency + 1;
+    size_t maxfds = qmgr_deliver_maxfds() + 1;
     struct pollfd *pfd = mycalloc(maxfds, sizeof(*pfd));
     time_t next_run;
     int fl = fcntl(fifo_fd, F_GETFL);
@@ -165,6 +172,7 @@ static void qmgr_loop(int fifo_fd)
     if (fl >= 0)
         (void)fcntl(fifo_fd, F_SETFL, fl | O_NONBLOCK);
     qmgr_deliver_init();
+    qmgr_defer_log_init();
     qmgr_recover_active();
     qmgr_scan(QUEUE_INCOMING, false);
     qmgr_scan(QUEUE_DEFERRED, false);

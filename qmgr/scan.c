@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "msg.h"
@@ -25,7 +26,7 @@ static size_t todo_limit(void)
     return lim < 10000 ? 10000 : (size_t)lim;
 }
 
-void qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
+bool qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
 {
     struct qmgr_todo *t;
 
@@ -34,7 +35,7 @@ void qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
          * deferred/ at the next queue run. */
         if (dir == QUEUE_INCOMING)
             qmgr.rescan_incoming = true;
-        return;
+        return false;
     }
     t = mycalloc(1, sizeof(*t));
     t->dir = dir;
@@ -46,6 +47,7 @@ void qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
         qmgr.todo_head = t;
     qmgr.todo_tail = t;
     qmgr.ntodo++;
+    return true;
 }
 
 void qmgr_todo_run(size_t max)
@@ -100,8 +102,10 @@ void qmgr_scan(enum queue_dir dir, bool force)
     DIR *d;
     struct dirent *e;
     time_t now = time(NULL);
-    size_t added = 0;
+    size_t added = 0, seen = 0, dropped = 0;
+    struct timespec t0, t1;
 
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     dir_path(&path, dir);
     if ((d = opendir(path.data)) == NULL) {
         msg_warn("scan %s: %m", path.data);
@@ -115,18 +119,35 @@ void qmgr_scan(enum queue_dir dir, bool force)
         }
         if (!queue_id_valid(e->d_name))
             continue;
-        if (dir == QUEUE_DEFERRED && !force) {
+        seen++;
+        /* deferred/: the mtime is the retry time, so one fstatat decides; never read the file. */
+        if (dir == QUEUE_DEFERRED && force) {
+            /*
+             * Flush: make the file due now (its mtime is its retry time) instead
+             * of forcing it past the check: files that do not fit the todo list
+             * are then found by the next periodic scan, and one that is tried
+             * and deferred again gets a future mtime, so nothing loops.
+             */
+            struct timespec ts[2] = {{now, 0}, {now, 0}};
+            if (utimensat(dirfd(d), e->d_name, ts, 0) < 0 && errno != ENOENT)
+                msg_warn("flush %s: set retry time: %m", e->d_name);
+        } else if (dir == QUEUE_DEFERRED) {
             struct stat st;
             if (fstatat(dirfd(d), e->d_name, &st, 0) < 0 || st.st_mtime > now)
                 continue;
         }
-        qmgr_todo_add(dir, e->d_name, force);
-        added++;
+        if (qmgr_todo_add(dir, e->d_name, force))
+            added++;
+        else
+            dropped++;
     }
     closedir(d);
-    if (added > 0 || msg_verbose)
-        msg_info("scan %s: %zu file%s to process", queue_dir_name(dir), added,
-                 added == 1 ? "" : "s");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (added > 0 || dropped > 0 || msg_verbose || secs >= 0.1 || seen >= 10000)
+        msg_info("scan %s: %zu file%s to process (%zu seen, %zu left for later: todo list full, "
+                 "%.3fs)",
+                 queue_dir_name(dir), added, added == 1 ? "" : "s", seen, dropped, secs);
     strbuf_release(&path);
 }
 

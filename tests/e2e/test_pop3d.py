@@ -3,8 +3,10 @@
 Each test uses its own user so the tests do not depend on one another.
 """
 
+import imaplib
 import os
 import poplib
+import re
 import smtplib
 import socket
 import time
@@ -13,7 +15,7 @@ import unittest
 from harness import Sandbox
 
 DOMAIN = "example.test"
-USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan"]
+USERS = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"]
 
 
 def crlf_size(data):
@@ -45,13 +47,25 @@ class Pop3Test(unittest.TestCase):
         self.assertEqual(len(paths), before + 1, "message to %s not delivered" % user)
 
     def files(self, user):
-        """{uid: content} of the user's Maildir (new/ and cur/)."""
+        """{UIDL: content} of the user's Maildir (new/ and cur/). The UIDL is
+        Dovecot's %08Xu%08Xv: the IMAP UID (",U=" in the file name, given by
+        the index) and the UIDVALIDITY (the file tegami-uidvalidity); files
+        not yet in the index (still in new/) are keyed by their base name."""
         out = {}
+        uidvalidity = None
+        side = os.path.join(self.sb.maildir(user), "tegami-uidvalidity")
+        if os.path.exists(side):
+            with open(side) as f:
+                uidvalidity = int(f.read().split()[0])
         for p in self.sb.messages(user):
             name = os.path.basename(p)
-            uid = name.split(":")[0].split(",")[0]
+            base = name.split(":")[0]
+            key = base.split(",")[0]
+            for part in base.split(",")[1:]:
+                if part.startswith("U=") and uidvalidity is not None:
+                    key = "%08X%08X" % (int(part[2:]), uidvalidity)
             with open(p, "rb") as f:
-                out[uid] = f.read()
+                out[key] = f.read()
         return out
 
     def login(self, user, password=None, retry_in_use=5.0):
@@ -92,8 +106,8 @@ class Pop3Test(unittest.TestCase):
         user = "alice"
         self.deliver(user, "plain", "hello\r\nworld\r\n")
         self.deliver(user, "dots", "first\r\n.hidden\r\n..two\r\n.\r\n. space\r\nlast\r\n")
-        files = self.files(user)
         p = self.login(user)
+        files = self.files(user)  # after login: the index has named them
         try:
             count, size = p.stat()
             self.assertEqual(count, 2)
@@ -191,6 +205,37 @@ class Pop3Test(unittest.TestCase):
         p = self.login(user)
         self.assertEqual(p.uidl()[1], second)
         p.quit()
+
+    def test_pop3_and_imap_share_the_index(self):
+        """UIDL is the IMAP UID and UIDVALIDITY (%08X%08X); RETR sets \\Seen and
+        DELE+QUIT expunges, both visible to IMAP."""
+        user = "judy"
+        for i in range(3):
+            self.deliver(user, "shared %d" % i, "body %d\r\n" % i)
+        p = self.login(user)
+        uidl = [l.split()[1].decode() for l in p.uidl()[1]]
+        p.retr(1)
+        p.dele(3)
+        self.assertTrue(p.quit().startswith(b"+OK"))
+        m = imaplib.IMAP4(self.sb.host, self.sb.port("imap"), timeout=30)
+        try:
+            m.login(user, "pw-" + user)
+            typ, data = m.select("INBOX")
+            self.assertEqual(typ, "OK")
+            self.assertEqual(int(data[0]), 2)
+            uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", b" ".join(
+                x for x in m.untagged_responses.get("OK", []))).group(1))
+            typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+            self.assertEqual(typ, "OK")
+            seen = {}
+            for line in data:
+                mm = re.search(rb"UID (\d+) FLAGS \(([^)]*)\)|FLAGS \(([^)]*)\) UID (\d+)", line)
+                uid = int(mm.group(1) or mm.group(4))
+                seen[uid] = b"\\Seen" in (mm.group(2) or mm.group(3) or b"")
+            self.assertEqual(["%08X%08X" % (u, uidvalidity) for u in sorted(seen)], uidl[:2])
+            self.assertEqual([seen[u] for u in sorted(seen)], [True, False])
+        finally:
+            m.logout()
 
     def test_second_concurrent_session_is_refused_in_use(self):
         user = "frank"

@@ -294,6 +294,34 @@ static void test_compose_delayed_only_has_delay_subject(void **state)
     strbuf_release(&out);
 }
 
+/* RFC 3464 §2.3.9: a delayed recipient may say until when it will be retried. */
+static void test_compose_delayed_has_will_retry_until(void **state)
+{
+    (void)state;
+    setup_msg();
+    struct dsn_rcpt r = {"slow@example.test", NULL, DSN_ACTION_DELAYED, "4.7.1", "greylisted"};
+    struct dsn_request req;
+    struct strbuf out = STRBUF_INIT;
+    memset(&req, 0, sizeof(req));
+    req.msg = &msg;
+    req.queue_id = "4XB7K2Q9M0A3C";
+    req.myhostname = "mail.example.test";
+    req.rcpts = &r;
+    req.nrcpts = 1;
+    req.now = 1700000100;
+    req.will_retry_until = 1700000100 + 5 * 86400;
+    dsn_compose(&req, &out);
+    const char *p = strstr(out.data, "\nAction: delayed\nStatus: 4.7.1\nWill-Retry-Until: ");
+    assert_non_null(p);
+    assert_non_null(strstr(p, "Nov 2023"));
+    strbuf_reset(&out);
+    r.action = DSN_ACTION_FAILED; /* only for delayed recipients */
+    r.status = "5.1.1";
+    dsn_compose(&req, &out);
+    assert_null(strstr(out.data, "Will-Retry-Until"));
+    strbuf_release(&out);
+}
+
 /* ---- reading the original from a queue file ---- */
 
 static int temp_file_with(const char *prefix, const char *content, off_t *offset_r)
@@ -372,6 +400,7 @@ int main(void)
         cmocka_unit_test(test_compose_is_multipart_report_with_three_parts),
         cmocka_unit_test(test_compose_full_return_is_message_rfc822),
         cmocka_unit_test(test_compose_delayed_only_has_delay_subject),
+        cmocka_unit_test(test_compose_delayed_has_will_retry_until),
         cmocka_unit_test(test_read_original_stops_at_first_empty_line),
         cmocka_unit_test(test_read_original_full_only_when_asked_and_small),
     };

@@ -299,6 +299,65 @@ static void test_writer_round_trip(void **state)
     close(fd);
 }
 
+/* The delay-warning mark: written pending at creation, flipped in place once. */
+static void test_delay_warning_mark_round_trip(void **state)
+{
+    (void)state;
+    int fd = open_tmp("warn");
+    write_sample(fd, 100, false);
+    struct qf_message m;
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(qf_read(fd, &m, &err), 0);
+    assert_int_equal(m.warn_status, QF_RCPT_PENDING);
+    assert_true(m.warn_offset > 9);
+    assert_int_equal(qf_mark_warned(fd, &m), 0);
+    assert_int_equal(m.warn_status, QF_RCPT_DONE);
+    qf_message_release(&m);
+    assert_int_equal(qf_read(fd, &m, &err), 0);
+    assert_int_equal(m.warn_status, QF_RCPT_DONE);
+    assert_int_equal(qf_pending(&m), 2); /* recipients untouched */
+    qf_message_release(&m);
+    strbuf_release(&err);
+    close(fd);
+}
+
+/* Files written before the W record existed stay readable; they just cannot be marked. */
+static void test_file_without_warning_record_is_read(void **state)
+{
+    (void)state;
+    const struct rec old[] = {R('T', "1"), R('S', "a@b"), R('R', "P\0x@y\0"), R('M', "x\n"),
+                              R('X', "")};
+    size_t len;
+    char *d = build(old, 5, &len);
+    struct qf_message m;
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(qf_parse(d, len, &m, &err), 0);
+    assert_int_equal(m.warn_status, 0);
+    assert_int_equal(qf_mark_warned(-1, &m), -1);
+    qf_message_release(&m);
+    strbuf_release(&err);
+    free(d);
+}
+
+static void test_reader_rejects_bad_warning_records(void **state)
+{
+    (void)state;
+    const struct rec dup[] = {R('W', "P"),   R('W', "D"),   R('T', "1"),
+                              R('S', "a@b"), R('M', "x\n"), R('X', "")};
+    const struct rec empty[] = {R('W', ""), R('T', "1"), R('S', "a@b"), R('M', "x\n"), R('X', "")};
+    const struct rec bad[] = {R('W', "X"), R('T', "1"), R('S', "a@b"), R('M', "x\n"), R('X', "")};
+    const struct rec longer[] = {R('W', "PP"), R('T', "1"), R('S', "a@b"), R('M', "x\n"),
+                                 R('X', "")};
+    const struct rec *sets[] = {dup, empty, bad, longer};
+    size_t counts[] = {6, 5, 5, 5};
+    for (size_t i = 0; i < 4; i++) {
+        size_t len;
+        char *d = build(sets[i], counts[i], &len);
+        expect_bad(d, len);
+        free(d);
+    }
+}
+
 static void test_writer_minimal_null_sender(void **state)
 {
     (void)state;
@@ -412,6 +471,9 @@ int main(void)
         cmocka_unit_test(test_reader_rejects_trailing_garbage),
         cmocka_unit_test(test_writer_round_trip),
         cmocka_unit_test(test_writer_minimal_null_sender),
+        cmocka_unit_test(test_delay_warning_mark_round_trip),
+        cmocka_unit_test(test_file_without_warning_record_is_read),
+        cmocka_unit_test(test_reader_rejects_bad_warning_records),
         cmocka_unit_test(test_large_content_is_seeked_over_and_copied),
         cmocka_unit_test(test_writer_reports_write_errors),
         cmocka_unit_test(test_writer_refuses_incomplete_and_oversized),

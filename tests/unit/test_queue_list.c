@@ -66,8 +66,8 @@ static void test_empty_queue_formats(void **state)
 
 static void test_entries_format_as_json_and_text(void **state)
 {
-    struct queue_list_rcpt r[2] = {{"a@x.example", QF_RCPT_PENDING},
-                                   {"q\"uote@x.example", QF_RCPT_PENDING}};
+    struct queue_list_rcpt r[2] = {{"a@x.example", QF_RCPT_PENDING, NULL},
+                                   {"q\"uote@x.example", QF_RCPT_PENDING, NULL}};
     struct queue_list_entry e[2];
     struct strbuf out = STRBUF_INIT;
 
@@ -103,6 +103,38 @@ static void test_entries_format_as_json_and_text(void **state)
     strbuf_release(&out);
 }
 
+/* qmgr's last deferral reason appears above its recipients (once per run of equal reasons). */
+static void test_deferral_reasons_are_shown(void **state)
+{
+    struct queue_list_rcpt r[3] = {{"a@x.example", QF_RCPT_PENDING, "4.4.1 connection refused"},
+                                   {"b@x.example", QF_RCPT_PENDING, "4.4.1 connection refused"},
+                                   {"c@y.example", QF_RCPT_PENDING, "4.2.0 \"busy\""}};
+    struct queue_list_entry e;
+    struct strbuf out = STRBUF_INIT;
+    const char *p;
+
+    (void)state;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", "1J0SK7BFRJ8AE99C");
+    e.dir = QUEUE_DEFERRED;
+    e.arrival = 1700000000;
+    e.sender = "s@x.example";
+    e.rcpts = r;
+    e.nrcpts = 3;
+    queue_list_format_text(&e, 1, &out);
+    assert_null(strstr(out.data, "(deferred)"));
+    p = strstr(out.data, "(4.4.1 connection refused)\n");
+    assert_non_null(p);
+    assert_null(strstr(p + 1, "(4.4.1 connection refused)")); /* not repeated for b */
+    assert_true(strstr(out.data, "a@x.example") > p);
+    assert_non_null(strstr(out.data, "(4.2.0 \"busy\")"));
+    strbuf_reset(&out);
+    queue_list_format_json(&e, 1, &out);
+    assert_non_null(strstr(out.data, "\"address\": \"c@y.example\", \"status\": \"pending\", "
+                                     "\"reason\": \"4.2.0 \\\"busy\\\"\"}"));
+    strbuf_release(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -111,6 +143,7 @@ int main(void)
         cmocka_unit_test(test_json_keeps_valid_utf8),
         cmocka_unit_test(test_empty_queue_formats),
         cmocka_unit_test(test_entries_format_as_json_and_text),
+        cmocka_unit_test(test_deferral_reasons_are_shown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
