@@ -12,8 +12,8 @@
 
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
 }
 
 /*
@@ -43,6 +43,8 @@ static const char *name_store(const char *s, size_t len, bool strip_dot, struct 
             return "empty label in host name";
         label = 0;
     }
+    if (label == 0)
+        return "empty label in host name";
     if (strip_dot)
         len = name_len;
     memcpy(out->host, s, len);

@@ -41,7 +41,6 @@ struct nexthop {
  * reason ("port out of range (1-65535)") when text is malformed; *out is
  * then zeroed apart from the default port. error_r may be NULL.
  */
-int nexthop_parse(const char *text, int default_port, struct nexthop *out,
-                  const char **error_r);
+int nexthop_parse(const char *text, int default_port, struct nexthop *out, const char **error_r);
 
 #endif

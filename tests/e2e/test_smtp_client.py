@@ -305,11 +305,27 @@ MESSAGE = (b"From: alice@example.test\nTo: bob@remote.test\nSubject: test\n\n"
            b"first line\n.starts with a dot\n..two dots\nlast line\n")
 
 
+def start_and_wait_for_qmgr(sb, action):
+    """Run action (sb.start or sb.reload), then wait until the new qmgr has done its
+    start-up recovery: it moves every file in active/ back to incoming/, which must
+    not catch a test's queue file written into active/. An empty sentinel file put
+    into active/ before the (re)start shows when that has happened (qmgr removes
+    empty queue files, never delivers them)."""
+    sentinel = os.path.join(sb.dir, "queue", "active", new_queue_id())
+    open(sentinel, "wb").close()
+    action()
+    deadline = time.time() + 30
+    while os.path.exists(sentinel) and time.time() < deadline:
+        time.sleep(0.05)
+    if os.path.exists(sentinel):
+        raise AssertionError("qmgr did not finish its start-up recovery")
+
+
 class SmtpClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.sb = Sandbox(params={"smtp_connection_cache_time": "2s"})
-        cls.sb.start()
+        start_and_wait_for_qmgr(cls.sb, cls.sb.start)
         cls.cert = os.path.join(cls.sb.dir, "tls", "cert.pem")
         cls.key = os.path.join(cls.sb.dir, "tls", "key.pem")
 
@@ -333,17 +349,7 @@ class SmtpClientTest(unittest.TestCase):
         return os.path.join(self.sb.dir, "queue", "private", "smtp")
 
     def reload(self):
-        """mailctl reload, then wait for the new qmgr: at start it moves every file in
-        active/ back to incoming/, which must not catch the next test's queue file. An
-        empty sentinel file in active/ shows when that has happened (qmgr removes empty
-        queue files, never delivers them)."""
-        sentinel = os.path.join(self.sb.dir, "queue", "active", new_queue_id())
-        open(sentinel, "wb").close()
-        self.sb.reload()
-        deadline = time.time() + 30
-        while os.path.exists(sentinel) and time.time() < deadline:
-            time.sleep(0.05)
-        self.assertFalse(os.path.exists(sentinel), "qmgr did not restart after reload")
+        start_and_wait_for_qmgr(self.sb, self.sb.reload)
 
     def connect(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -888,7 +894,7 @@ class SmtpClientDnsTest(unittest.TestCase):
             cls.port = free_port(["127.0.0.62", "127.0.0.63", "::1"])
             cls.sb = Sandbox(params={"resolver_address": cls.dns.address,
                                      "smtp_port": str(cls.port)})
-            cls.sb.start()
+            start_and_wait_for_qmgr(cls.sb, cls.sb.start)
         except BaseException:
             cls.dns.stop()
             raise
@@ -1036,7 +1042,7 @@ class SmtpClientDaneTest(unittest.TestCase):
                                 "smtp_tls_security_level": "dane",
                                 "smtp_dns_trust_anchor_file": cls.dns.trust_anchor}.items():
                 cls.sb.set_param(name, value)
-            cls.sb.start()
+            start_and_wait_for_qmgr(cls.sb, cls.sb.start)
         except BaseException:
             cls.tearDownClass()
             raise

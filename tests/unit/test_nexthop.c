@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -111,10 +112,12 @@ static void test_overlong_names(void **state)
     assert_bad(text, "host name too long");
 
     /* 254 with its trailing dot: fine as a domain (the dot goes), too long in brackets */
+    char want[260];
     name[253] = '.';
     name[254] = 0;
-    assert_good(name, (name[253] = 0, name), 25, true, false);
-    name[253] = '.';
+    memcpy(want, name, 253);
+    want[253] = 0;
+    assert_good(name, want, 25, true, false);
     snprintf(text, sizeof(text), "[%s]", name);
     assert_bad(text, "host name too long");
 
@@ -133,9 +136,9 @@ static void test_bad_characters(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "exa mple.com", "example.com ", " example.com", "exa\tmple.com", "ex\rample.com",
-        "ex\nample.com", "exämple.com", "ex@mple.com",  "ex/mple.com",   "ex\\mple.com",
-        "[mx example]", "[mx\x7f.ex]",  "ex,ample.com", "example.com;",  "\x01",
+        "exa mple.com",  "example.com ", " example.com", "exa\tmple.com", "ex\rample.com",
+        "ex\nample.com", "exämple.com",  "ex@mple.com",  "ex/mple.com",   "ex\\mple.com",
+        "[mx example]",  "[mx\x7f.ex]",  "ex,ample.com", "example.com;",  "\x01",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_bad(bad[i], "bad character in host name");
@@ -155,7 +158,8 @@ static void test_bad_literals(void **state)
     assert_bad("[IPv6:fe80::1%eth0]", "bad IPv6 address literal");
     assert_bad("[mx:example]", "bad IPv6 address literal");
     assert_bad("[:25]", "bad IPv6 address literal");
-    assert_bad("[IPv6]", "bad character in host name" + 0 == NULL ? "" : "bad IPv6 address literal");
+    /* too short for the tag: a host named "IPv6" */
+    assert_good("[IPv6]", "IPv6", 25, false, false);
 }
 
 static void test_trailing_garbage(void **state)
