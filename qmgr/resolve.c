@@ -8,6 +8,7 @@
 #include "dsn.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "nexthop.h"
 #include "recipient.h"
 #include "resolve.h"
 
@@ -24,56 +25,12 @@ static void put_lower(struct strbuf *out, const char *s, size_t len)
         strbuf_putc(out, lower((unsigned char)s[i]));
 }
 
-static bool host_char(int c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
-}
-
-static bool port_valid(const char *p)
-{
-    unsigned long v = 0;
-
-    if (*p == '\0' || strlen(p) > 5)
-        return false;
-    for (; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        v = v * 10 + (unsigned long)(*p - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
 bool qmgr_nexthop_valid(const char *nh)
 {
-    size_t len = strlen(nh);
-    const char *port = NULL;
+    struct nexthop parsed;
 
-    if (len == 0 || len > NEXTHOP_MAX)
-        return false;
-    if (nh[0] == '[') {
-        const char *close = strchr(nh, ']');
-        if (close == NULL || close == nh + 1)
-            return false;
-        for (const char *p = nh + 1; p < close; p++)
-            if (!host_char((unsigned char)*p) && *p != ':') /* IPv6 literals have colons */
-                return false;
-        if (close[1] == ':')
-            port = close + 2;
-        else if (close[1] != '\0')
-            return false;
-    } else {
-        const char *colon = strchr(nh, ':');
-        size_t hlen = colon != NULL ? (size_t)(colon - nh) : len;
-        if (hlen == 0)
-            return false;
-        for (size_t i = 0; i < hlen; i++)
-            if (!host_char((unsigned char)nh[i]))
-                return false;
-        if (colon != NULL)
-            port = colon + 1;
-    }
-    return port == NULL || port_valid(port);
+    /* The smtp client's own parser: what qmgr routes, smtp accepts. */
+    return strlen(nh) <= NEXTHOP_MAX && nexthop_parse(nh, 25, &parsed, NULL) == 0;
 }
 
 static void route_reset(struct qmgr_route *route)
