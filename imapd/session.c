@@ -27,6 +27,7 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "sasl.h"
+#include "sock.h"
 #include "vuser.h"
 
 /* A too-long line is skipped up to this many line_limit-sized chunks; a
@@ -1043,21 +1044,6 @@ static void run_command(struct imap_session *s, const struct strbuf *cmd, const 
 }
 
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
-static bool peer_is_loopback(const struct server_client *client)
-{
-    if (client->peer.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&client->peer;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (client->peer.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&client->peer;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
-}
-
 void imapd_service(struct server_client *client)
 {
     struct imap_session s;
@@ -1076,7 +1062,7 @@ void imapd_service(struct server_client *client)
     s.stream = stream_fdopen(client->fd);
     /* Before login every read (a literal too) waits at most imapd_preauth_timeout. */
     stream_set_timeout(s.stream, (int)(imapd_params.preauth_timeout * 1000));
-    s.loopback = peer_is_loopback(client);
+    s.loopback = sock_addr_is_loopback((const struct sockaddr *)&client->peer);
     msg_info("connect from %s", s.client);
 
     /* IMAPS: the handshake comes before the greeting. */

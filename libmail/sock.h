@@ -27,6 +27,9 @@ int sock_inet_connect(const char *host, int port, int timeout_ms, struct strbuf 
 /* Numeric text of a socket address ("127.0.0.1", "::1", "unix"), and its port. */
 void sock_addr_text(const struct sockaddr *sa, char *buf, size_t buflen, int *port_r);
 
+/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (plain-text logins are allowed from there). */
+bool sock_addr_is_loopback(const struct sockaddr *sa);
+
 /*
  * Networks like mynetworks: "127.0.0.0/8, [::1]/128, 192.168.1.5". An
  * empty list matches nothing. Invalid entries make sock_networks_parse fail

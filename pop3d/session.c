@@ -13,6 +13,7 @@
 
 #include "msg.h"
 #include "mymalloc.h"
+#include "sock.h"
 
 /* A too-long line is skipped up to this many line_limit-sized chunks; a
  * client that sends more without a LF is dropped (invariant 3). */
@@ -120,21 +121,6 @@ int pop3_session_start_tls(struct pop3_session *sess)
 }
 
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
-static bool peer_is_loopback(const struct server_client *client)
-{
-    if (client->peer.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&client->peer;
-        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-    }
-    if (client->peer.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&client->peer;
-        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
-            return true;
-        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
-    }
-    return false;
-}
-
 void pop3d_service(struct server_client *client)
 {
     struct pop3_session sess;
@@ -152,7 +138,7 @@ void pop3d_service(struct server_client *client)
     }
     sess.stream = stream_fdopen(client->fd);
     stream_set_timeout(sess.stream, (int)(pop3d_params.timeout * 1000));
-    sess.loopback = peer_is_loopback(client);
+    sess.loopback = sock_addr_is_loopback((const struct sockaddr *)&client->peer);
     msg_info("connect from %s", sess.client);
 
     /* POP3S: the handshake comes before the greeting. */

@@ -373,6 +373,30 @@ static void test_fifo_listen_creates_readable_fifo(void **state)
     strbuf_release(&err);
 }
 
+static void test_loopback_addresses(void **state)
+{
+    (void)state;
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    struct sockaddr un = {.sa_family = AF_UNIX};
+
+    inet_pton(AF_INET, "127.9.8.7", &in.sin_addr);
+    assert_true(sock_addr_is_loopback((struct sockaddr *)&in));
+    inet_pton(AF_INET, "128.0.0.1", &in.sin_addr);
+    assert_false(sock_addr_is_loopback((struct sockaddr *)&in));
+    inet_pton(AF_INET, "10.127.0.1", &in.sin_addr);
+    assert_false(sock_addr_is_loopback((struct sockaddr *)&in));
+    inet_pton(AF_INET6, "::1", &in6.sin6_addr);
+    assert_true(sock_addr_is_loopback((struct sockaddr *)&in6));
+    inet_pton(AF_INET6, "::ffff:127.0.0.2", &in6.sin6_addr);
+    assert_true(sock_addr_is_loopback((struct sockaddr *)&in6));
+    inet_pton(AF_INET6, "::ffff:192.0.2.1", &in6.sin6_addr);
+    assert_false(sock_addr_is_loopback((struct sockaddr *)&in6));
+    inet_pton(AF_INET6, "::2", &in6.sin6_addr);
+    assert_false(sock_addr_is_loopback((struct sockaddr *)&in6));
+    assert_false(sock_addr_is_loopback(&un));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -391,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_inet6_listen_with_brackets),
         cmocka_unit_test(test_unix_listen_replaces_stale_socket),
         cmocka_unit_test(test_fifo_listen_creates_readable_fifo),
+        cmocka_unit_test(test_loopback_addresses),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
