@@ -16,15 +16,15 @@
 /* Messages copied in one destination index transaction. */
 #define COPY_BATCH 1000
 
-/* Send a COPYUID response code, tagged or untagged ("* OK [COPYUID ...]"). */
+/* The text of a COPYUID response code (RFC 4315 §3), for a tagged or untagged OK. */
 static void copyuid_code(struct strbuf *out, uint32_t uidvalidity, const uint32_t *src,
                          const uint32_t *dst, size_t n)
 {
     strbuf_printf(out, "COPYUID %u ", uidvalidity);
     imapd_append_set(out, src, n);
     strbuf_putc(out, ' ');
-    /* destination UIDs in the order of the source UIDs: ascending as well,
-     * but not necessarily contiguous, so write them one by one in ranges */
+    /* the n-th destination UID belongs to the n-th source UID; both lists
+     * ascend (new UIDs are handed out in order), so ranges keep the pairing */
     imapd_append_set(out, dst, n);
 }
 

@@ -112,7 +112,8 @@ void imapd_append_flags(struct imap_session *s, const struct mbox_rec *r, struct
         strbuf_puts(out, name);
         first = false;
     }
-    if (r->flags & MBOX_F_RECENT) {
+    /* RFC 9051 has no \Recent flag. */
+    if ((r->flags & MBOX_F_RECENT) && !(s->enabled & IMAPD_ENABLE_REV2)) {
         if (!first)
             strbuf_putc(out, ' ');
         strbuf_puts(out, "\\Recent");

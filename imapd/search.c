@@ -46,6 +46,8 @@ static size_t header_len(const char *d, size_t len)
 
 static struct message *search_message(struct search_msg *sm)
 {
+    if (sm->r == NULL)
+        return NULL; /* expunged elsewhere: no content */
     if (!sm->opened && !sm->open_failed) {
         if (imapd_msgfile_open(sm->s, sm->r, &sm->mf) < 0) {
             sm->open_failed = true;
@@ -62,6 +64,8 @@ static struct message *search_message(struct search_msg *sm)
 static bool cb_has_keyword(void *ctx, const char *kw)
 {
     struct search_msg *sm = ctx;
+    if (sm->r == NULL)
+        return false;
     int k = mbox_keyword(sm->s->mbox, kw, false);
     return k >= 0 && (sm->r->keywords & ((uint64_t)1 << k)) != 0;
 }
@@ -161,13 +165,20 @@ void imapd_cmd_search(struct imap_session *s, const char *tag, struct imap_parse
 
     for (size_t vi = 0; vi < s->view.count; vi++) {
         uint32_t muid = s->view.msgs[vi].uid;
+        static const struct mbox_rec gone = {0};
         const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, muid, NULL);
-        if (r == NULL)
-            continue; /* expunged elsewhere: it matches nothing */
         struct search_msg sm;
         memset(&sm, 0, sizeof(sm));
         sm.s = s;
         sm.r = r;
+        /*
+         * Expunged by another session but not yet reported to this one: it
+         * keeps its sequence number and is matched with no flags and no
+         * content (so SEARCH ALL still lists it, as Dovecot does; RFC 2180
+         * §4.1.3 allows either).
+         */
+        if (r == NULL)
+            r = &gone;
         sm.whole = prog->needs_body;
         struct imap_search_msg m = {
             .seq = (uint32_t)(vi + 1),

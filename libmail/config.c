@@ -159,7 +159,7 @@ int config_lines_next(struct config_lines *r, struct strbuf *out, int *line_r)
 
         if (!cf_physical(r, &s, &e))
             return 0;
-        if (memchr(s, '\0', (size_t)(e - s))) {
+        if (e > s && memchr(s, '\0', (size_t)(e - s))) {
             config_lines_error(r, r->lineno, "NUL byte in line");
             bad = true;
         }
@@ -183,7 +183,7 @@ int config_lines_next(struct config_lines *r, struct strbuf *out, int *line_r)
             save_line = r->lineno;
             if (!cf_physical(r, &cs, &ce))
                 break;
-            if (memchr(cs, '\0', (size_t)(ce - cs))) {
+            if (ce > cs && memchr(cs, '\0', (size_t)(ce - cs))) {
                 config_lines_error(r, r->lineno, "NUL byte in line");
                 bad = true;
                 continue;

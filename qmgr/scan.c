@@ -29,7 +29,10 @@ static size_t todo_limit(void)
 bool qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
 {
     struct qmgr_todo *t;
+    size_t idlen = strlen(id);
 
+    if (idlen >= QUEUE_ID_MAX)
+        return false; /* never a queue ID (callers check queue_id_valid) */
     if (qmgr.ntodo >= todo_limit()) {
         /* Dropped entries stay on disk: incoming/ is rescanned when the list drains,
          * deferred/ at the next queue run. */
@@ -40,7 +43,7 @@ bool qmgr_todo_add(enum queue_dir dir, const char *id, bool force)
     t = mycalloc(1, sizeof(*t));
     t->dir = dir;
     t->force = force;
-    snprintf(t->id, sizeof(t->id), "%s", id);
+    memcpy(t->id, id, idlen + 1);
     if (qmgr.todo_tail != NULL)
         qmgr.todo_tail->next = t;
     else
