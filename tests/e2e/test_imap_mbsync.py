@@ -13,8 +13,7 @@ UTF-7 (that came with 1.5), so a folder with non-ASCII letters is named in
 its modified UTF-7 form on the local side, which is what mbsync 1.4 users
 see; the server must treat that as the non-ASCII name it encodes.
 
-(test_imapd_mbsync.py, by the imapd authors, is one quick round trip; this
-file covers each item of issue 4's mbsync list on its own.)
+Each item of issue 4's mbsync list is a test of its own.
 """
 
 import imaplib

@@ -345,7 +345,6 @@ class SmtpdTest(unittest.TestCase):
         self.smuggle("crlf_dot_cr", SMUGGLE_VARIANTS["crlf_dot_cr"])
 
     # --- an independent client ----------------------------------------------
-    @unittest.skipUnless(shutil.which("swaks"), "swaks not installed")
     def test_swaks_pipeline(self):
         p = subprocess.run(["swaks", "--server", "%s:%d" % (self.sb.host, self.sb.port("smtp")),
                             "--from", "swaks@remote.example", "--to", "alice@%s" % DOMAIN,
