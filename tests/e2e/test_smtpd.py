@@ -7,7 +7,6 @@ delivery; the tests that look at delivered mail wait with sb.wait_messages.
 
 import os
 import re
-import shutil
 import smtplib
 import socket
 import subprocess
