@@ -139,9 +139,12 @@ void imapd_cmd_copy(struct imap_session *s, const char *tag, struct imap_parser 
         }
         if (failed || k + 1 == count || (k + 1) % COPY_BATCH == 0) {
             strbuf_reset(&err);
-            if (mbox_txn_commit(dst, &err) < 0)
+            if (mbox_txn_commit(dst, &err) < 0) {
+                /* not durable: answer NO and, for MOVE, keep the source */
                 msg_warn("%s: user=%s: COPY to %s: commit: %s", s->client, s->user, name.data,
                          strbuf_str(&err));
+                failed = true;
+            }
         }
     }
     if (failed) {

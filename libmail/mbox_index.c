@@ -13,6 +13,13 @@
  * at offset 8, a "write in progress" byte set before the first change and
  * cleared after DB->sync: a reader that finds it set under the lock knows a
  * writer died half-way and rebuilds the index from the Maildir.
+ *
+ * Durability of new messages (APPEND, COPY): the file's data is fsync'ed
+ * before it is renamed or linked into cur/; the directory cur/ is fsync'ed
+ * once when the outermost transaction commits (so a COPY of 20,000
+ * messages in one mbox_txn_begin/commit costs one directory fsync, not
+ * 20,000), before the index's DB->sync, and a failed fsync fails the
+ * commit. Callers report success only after the commit.
  */
 #include "mbox_index.h"
 
@@ -87,6 +94,7 @@ struct mbox {
     unsigned txn_depth; /* mbox_txn_begin nesting */
     bool txn_write;     /* the current transaction holds LOCK_EX */
     bool txn_dirty;     /* the current transaction changed the DB */
+    bool cur_unsynced;  /* new entries in cur/ not fsync'ed yet (done at the outermost commit) */
     struct hdr h;
     uint32_t uid_ceiling;
     uint64_t modseq_ceiling;
@@ -357,6 +365,18 @@ static void fname_build(const char *old, uint32_t uid, uint32_t flags, uint64_t 
 }
 
 /* ---- the lock file and transactions ---- */
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return r;
+}
 
 static int read_gen(struct mbox *b, uint64_t *gen_r, bool *dirty_r)
 {
@@ -844,13 +864,28 @@ static int txn_end(struct mbox *b, struct strbuf *err)
     if (--b->txn_depth > 0)
         return 0;
     int rc = 0;
+    /* The new files' names first: once the index (synced next) has their
+     * records, they must exist after a crash. A crash before the index
+     * sync leaves files with U= at or above the indexed UIDNEXT, which the
+     * next sync keeps (see scan_cur). */
+    if (b->cur_unsynced) {
+        b->cur_unsynced = false;
+        struct strbuf p = STRBUF_INIT;
+        strbuf_printf(&p, "%s/cur", b->dir);
+        if (fsync_dir(p.data) < 0) {
+            strbuf_printf(err, "fsync %s: %s", p.data, strerror(errno));
+            rc = -1;
+        }
+        strbuf_release(&p);
+    }
     if (b->txn_dirty) {
-        if (b->kv->sync(b->db, err) < 0)
+        bool db_failed = b->kv->sync(b->db, err) < 0;
+        if (db_failed)
             rc = -1;
         b->db_gen = ++b->gen;
         /* Leaves the dirty byte set when the sync failed: the next
          * transaction rebuilds. */
-        if (write_gen(b, b->gen, rc < 0) < 0 && rc == 0) {
+        if (write_gen(b, b->gen, db_failed) < 0 && rc == 0) {
             strbuf_printf(err, "%s/" INDEX_LOCK ": write: %s", b->dir, strerror(errno));
             rc = -1;
         }
@@ -1910,16 +1945,6 @@ static void new_base(struct strbuf *out)
                   (long)getpid(), ++seq, host);
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 /* Link or rename a finished file into cur/ under its UID and add the record. */
 static int commit_file(struct mbox *b, const char *from, bool link_it, uint64_t size,
                        uint64_t vsize, time_t idate, uint32_t flags, uint64_t keywords,
@@ -1945,9 +1970,7 @@ static int commit_file(struct mbox *b, const char *from, bool link_it, uint64_t 
         strbuf_release(&to);
         return link_it && (e == EXDEV || e == EPERM || e == EMLINK || e == ENOENT) ? 1 : -1;
     }
-    strbuf_truncate(&to, to.len - nn.len - 1);
-    if (fsync_dir(to.data) < 0)
-        msg_warn("fsync %s: %s", to.data, strerror(errno));
+    b->cur_unsynced = true; /* fsync'ed by the outermost txn_end */
     struct mbox_rec rec;
     memset(&rec, 0, sizeof(rec));
     rec.uid = uid;

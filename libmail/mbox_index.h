@@ -133,10 +133,14 @@ int mbox_path(const struct mbox *b, const struct mbox_rec *r, struct strbuf *pat
 int mbox_msg_open(struct mbox *b, uint32_t uid, struct strbuf *err);
 
 /*
- * Batch several changes (STORE 1:*, EXPUNGE of many) into one index
- * transaction: one lock and one DB->sync instead of one per message. Every
- * mbox_* change call between begin and commit joins it. Never hold a
- * transaction open across network I/O: it blocks every other session.
+ * Batch several changes (STORE 1:*, EXPUNGE of many, COPY of many) into one
+ * index transaction: one lock, one fsync of cur/ (for the files added by
+ * mbox_append/mbox_copy) and one DB->sync instead of one per message. Every
+ * mbox_* change call between begin and commit joins it. New messages are
+ * durable only once mbox_txn_commit returns 0: report an APPEND/COPY/MOVE
+ * done (and expunge a MOVE's source) only after that; on -1 (the fsync of
+ * cur/ or the index sync failed) treat the whole batch as failed. Never hold
+ * a transaction open across network I/O: it blocks every other session.
  */
 int mbox_txn_begin(struct mbox *b, struct strbuf *err);
 int mbox_txn_commit(struct mbox *b, struct strbuf *err);
@@ -164,8 +168,9 @@ int mbox_expunge_uids(struct mbox *b, const uint32_t *uids, size_t n, struct str
 
 /*
  * Store a new message (data with LF line ends, as everywhere in tegami):
- * tmp/ then fsync, rename into cur/ with its UID in the name, fsync cur/.
- * The UID is assigned at once (UIDPLUS APPENDUID). internaldate 0 = now.
+ * tmp/ then fsync, rename into cur/ with its UID in the name; cur/ is
+ * fsync'ed before this returns, or, inside mbox_txn_begin/commit, by the
+ * commit. The UID is assigned at once (UIDPLUS APPENDUID). internaldate 0 = now.
  * 0 with *uid_r, or -1.
  */
 int mbox_append(struct mbox *b, const char *data, size_t len, uint32_t flags, uint64_t keywords,
@@ -174,7 +179,8 @@ int mbox_append(struct mbox *b, const char *data, size_t len, uint32_t flags, ui
 /*
  * Copy message uid of src into dst (hard link when on the same file
  * system, else a copy), keeping flags (not \Recent), keywords (by name),
- * the internal date and the cache. 0 with *new_uid_r, or -1.
+ * the internal date and the cache. Durable like mbox_append (cur/ fsync'ed
+ * here, or at the commit of an open transaction). 0 with *new_uid_r, or -1.
  */
 int mbox_copy(struct mbox *src, uint32_t uid, struct mbox *dst, uint32_t *new_uid_r,
               struct strbuf *err);

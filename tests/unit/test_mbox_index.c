@@ -830,6 +830,88 @@ static double now_ms(void)
  * records in one pass and touches no message file. N = $TEGAMI_MBOX_BENCH_N
  * (default 20000 to keep the suite quick; the figure in docs is for 100000).
  */
+/*
+ * IMAP COPY/MOVE of many messages: one destination transaction (as
+ * imapd/copy.c does) gives consecutive UIDs in source order, the same
+ * bytes, flags and keywords, visible to a fresh handle once committed.
+ * TEGAMI_MBOX_COPY_N sets the count (default 2000); the time is printed
+ * for the record, never asserted.
+ */
+static void test_copy_many_in_one_transaction(void **state)
+{
+    (void)state;
+    const char *e = getenv("TEGAMI_MBOX_COPY_N");
+    size_t n = e ? strtoul(e, NULL, 10) : 2000;
+    char text[200];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(text, sizeof(text), "From: a@example.org\nSubject: m%zu\n\nbody %zu\n", i, i);
+        deliver(md, text);
+    }
+    struct mbox *src = open_ok(md, 0);
+    assert_int_equal(mbox_count(src), n);
+    struct strbuf err = STRBUF_INIT, s = STRBUF_INIT;
+    uint64_t m;
+    int kw = mbox_keyword(src, "Project", true);
+    assert_true(kw >= 0);
+    for (uint32_t uid = 1; uid <= n; uid += 7)
+        assert_int_equal(mbox_store_flags(src, uid, MBOX_F_FLAGGED, (uint64_t)1 << kw,
+                                          MBOX_FLAGS_ADD, 0, &m, &err),
+                         0);
+    struct mbox *dst = open_ok(md2, 0);
+    assert_int_equal(mbox_keyword(dst, "Other", true), 0);
+    uint32_t *nu = mycalloc(n + 1, sizeof(*nu));
+    double t0 = now_ms();
+    assert_int_equal(mbox_txn_begin(dst, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        int r = mbox_copy(src, (uint32_t)(i + 1), dst, &nu[i], &err);
+        if (r != 0)
+            fprintf(stderr, "mbox_copy: %s\n", err.data);
+        assert_int_equal(r, 0);
+    }
+    /* appends join the same transaction */
+    static const char extra[] = "Subject: appended\n\nx\n";
+    uint32_t au = 0;
+    assert_int_equal(mbox_append(dst, extra, strlen(extra), MBOX_F_SEEN, 0, 0, &au, &err), 0);
+    assert_int_equal(mbox_txn_commit(dst, &err), 0);
+    double t1 = now_ms();
+    fprintf(stderr, "mbox copy of %zu messages in one transaction: %.0f ms\n", n, t1 - t0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(nu[i], i + 1);
+    assert_int_equal(au, n + 1);
+    assert_int_equal(mbox_count(dst), n + 1);
+    assert_int_equal(count_dir(md2, "cur"), n + 1);
+    assert_int_equal(count_dir(md2, "tmp"), 0);
+    mbox_close(&dst);
+    /* A fresh handle (as another session) finds all of them, in order. */
+    dst = open_ok(md2, MBOX_NO_RECENT);
+    assert_int_equal(mbox_count(dst), n + 1);
+    assert_int_equal(mbox_uidnext(dst), n + 2);
+    int dkw = mbox_keyword(dst, "Project", false);
+    assert_int_equal(dkw, 1);
+    for (size_t i = 0; i < n; i++) {
+        const struct mbox_rec *r = mbox_rec_at(dst, i);
+        assert_non_null(r);
+        assert_int_equal(r->uid, i + 1);
+        bool marked = i % 7 == 0;
+        assert_int_equal(r->flags & MBOX_F_STORABLE, marked ? MBOX_F_FLAGGED : 0);
+        assert_int_equal(r->keywords, marked ? (uint64_t)1 << dkw : 0);
+        snprintf(text, sizeof(text), "From: a@example.org\nSubject: m%zu\n\nbody %zu\n", i, i);
+        read_msg(dst, r->uid, &s);
+        assert_int_equal(s.len, strlen(text));
+        assert_memory_equal(s.data, text, s.len);
+    }
+    read_msg(dst, (uint32_t)n + 1, &s);
+    assert_int_equal(s.len, strlen(extra));
+    assert_memory_equal(s.data, extra, s.len);
+    /* The source is untouched. */
+    assert_int_equal(mbox_count(src), n);
+    mbox_close(&dst);
+    mbox_close(&src);
+    myfree(nu);
+    strbuf_release(&err);
+    strbuf_release(&s);
+}
+
 static void test_open_of_big_unchanged_folder_is_fast(void **state)
 {
     (void)state;
@@ -911,6 +993,7 @@ int main(void)
         cmocka_unit_test_setup(test_change_fd_fires_on_delivery_and_other_sessions, fresh),
         cmocka_unit_test_setup(test_concurrent_processes_keep_uids_unique, fresh),
         cmocka_unit_test_setup(test_kill_9_at_any_point_loses_nothing, fresh),
+        cmocka_unit_test_setup(test_copy_many_in_one_transaction, fresh),
         cmocka_unit_test_setup(test_open_of_big_unchanged_folder_is_fast, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
