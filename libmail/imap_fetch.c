@@ -2,6 +2,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "imap_fetch.h"
 #include "mymalloc.h"
 
@@ -425,41 +426,6 @@ enum imap_cte imap_fetch_cte(const char *hdr, size_t len)
     return IMAP_CTE_IDENTITY;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-static void decode_base64(const char *in, size_t len, struct strbuf *out)
-{
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c == '=')
-            break;
-        int v = b64val(c);
-        if (v < 0)
-            continue; /* line breaks and junk are skipped, as readers do */
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            strbuf_putc(out, (int)((acc >> bits) & 0xFF));
-        }
-    }
-}
-
 static int hexval(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -513,7 +479,7 @@ static void decode_qp(const char *in, size_t len, struct strbuf *out)
 void imap_fetch_decode(enum imap_cte cte, const char *in, size_t len, struct strbuf *out)
 {
     if (cte == IMAP_CTE_BASE64)
-        decode_base64(in, len, out);
+        base64_decode_append(in, len, BASE64_TOLERANT, out); /* as readers do */
     else if (cte == IMAP_CTE_QP)
         decode_qp(in, len, out);
     else

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "mymalloc.h"
 
 /* Single-value Content-* fields longer than this are cut (they are copied). */
@@ -1777,41 +1778,6 @@ static int hexval(int c)
     return -1;
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
-
-/* Base64, skipping anything outside the alphabet (RFC 2045 §6.8); stops at '='. */
-static void decode_base64(const char *s, size_t len, struct strbuf *out)
-{
-    unsigned acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '=')
-            break;
-        int v = b64val((unsigned char)s[i]);
-        if (v < 0)
-            continue;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            strbuf_putc(out, (int)((acc >> bits) & 0xff));
-        }
-    }
-}
-
 /* Quoted-printable body (RFC 2045 §6.7); bad escapes are kept literally. */
 static void decode_qp(const char *s, size_t len, bool header, struct strbuf *out)
 {
@@ -1911,7 +1877,7 @@ void message_decode_2047(const char *value, size_t len, struct strbuf *out_utf8)
             ws_len = 0;
             memcpy(pcs, csn, cs_len + 1);
             if (enc == 'B')
-                decode_base64(text, text_len, &pending);
+                base64_decode_append(text, text_len, BASE64_TOLERANT, &pending);
             else
                 decode_qp(text, text_len, true, &pending);
             s += wl;
@@ -2031,7 +1997,7 @@ void message_body_text(const struct message *m, size_t max, struct strbuf *out_u
         strbuf_reset(&dec);
         strbuf_reset(&conv);
         if (p->enc != NULL && strcasecmp(p->enc, "base64") == 0)
-            decode_base64(b, blen, &dec);
+            base64_decode_append(b, blen, BASE64_TOLERANT, &dec); /* RFC 2045 §6.8 */
         else if (p->enc != NULL && strcasecmp(p->enc, "quoted-printable") == 0)
             decode_qp(b, blen, false, &dec);
         else

@@ -11,24 +11,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base64.h"
 #include "utf8.h"
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == ',')
-        return 63;
-    return -1;
-}
 
 static void put_utf8(struct strbuf *out, uint32_t cp)
 {
@@ -87,84 +71,83 @@ int mutf7_to_utf8(const char *in, size_t len, struct strbuf *out, const char **w
         /* RFC 3501: a run is never followed directly by another one. */
         if (prev_run)
             return fail(why_r, "two adjacent base64 runs");
-        uint32_t bits = 0, nbits = 0, high = 0;
-        size_t units = 0;
-        for (;;) {
-            if (i >= len)
-                return fail(why_r, "unterminated base64 run");
-            unsigned char d = (unsigned char)in[i++];
-            if (d == '-')
-                break;
-            int v = b64val(d);
-            if (v < 0)
-                return fail(why_r, "bad base64 character");
-            bits = (bits << 6) | (uint32_t)v;
-            nbits += 6;
-            if (nbits >= 16) {
-                nbits -= 16;
-                uint32_t u = (bits >> nbits) & 0xFFFF;
-                bits &= (1u << nbits) - 1;
-                units++;
-                if (high) {
-                    if (u < 0xDC00 || u > 0xDFFF)
-                        return fail(why_r, "unpaired high surrogate");
+        /* The run ends at '-'; decode it with the IMAP alphabet, no padding. */
+        size_t end = i;
+        while (end < len && in[end] != '-')
+            end++;
+        struct strbuf raw = STRBUF_INIT;
+        enum base64_status st =
+            base64_decode_append(in + i, end - i, BASE64_IMAP | BASE64_NOPAD, &raw);
+        /*
+         * raw holds the bytes decoded before any fault: check their UTF-16
+         * units first, then the fault, in the order of the text.
+         */
+        const char *why = NULL;
+        uint32_t high = 0;
+        size_t units = raw.len / 2;
+        for (size_t k = 0; k < units && why == NULL; k++) {
+            uint32_t u =
+                (uint32_t)(unsigned char)raw.data[2 * k] << 8 | (unsigned char)raw.data[2 * k + 1];
+            if (high) {
+                if (u < 0xDC00 || u > 0xDFFF)
+                    why = "unpaired high surrogate";
+                else
                     put_utf8(out, 0x10000 + ((high - 0xD800) << 10) + (u - 0xDC00));
-                    high = 0;
-                } else if (u >= 0xD800 && u <= 0xDBFF) {
-                    high = u;
-                } else if (u >= 0xDC00 && u <= 0xDFFF) {
-                    return fail(why_r, "unpaired low surrogate");
-                } else if (u >= 0x20 && u <= 0x7E) {
-                    return fail(why_r, "printable ASCII in a base64 run");
-                } else if (u == 0) {
-                    return fail(why_r, "NUL in a base64 run");
-                } else {
-                    put_utf8(out, u);
-                }
+                high = 0;
+            } else if (u >= 0xD800 && u <= 0xDBFF) {
+                high = u;
+            } else if (u >= 0xDC00 && u <= 0xDFFF) {
+                why = "unpaired low surrogate";
+            } else if (u >= 0x20 && u <= 0x7E) {
+                why = "printable ASCII in a base64 run";
+            } else if (u == 0) {
+                why = "NUL in a base64 run";
+            } else {
+                put_utf8(out, u);
             }
         }
+        bool odd = raw.len % 2 != 0;
+        strbuf_release(&raw);
+        if (why != NULL)
+            return fail(why_r, why);
+        if (st == BASE64_BAD_BYTE)
+            return fail(why_r, "bad base64 character");
+        if (end >= len)
+            return fail(why_r, "unterminated base64 run");
+        i = end + 1;
         if (units == 0)
             return fail(why_r, "empty base64 run");
         if (high)
             return fail(why_r, "unpaired high surrogate");
-        if (nbits >= 6 || bits != 0)
+        /* a partial 16-bit unit, a lone character or non-zero padding bits */
+        if (st != BASE64_OK || odd)
             return fail(why_r, "bad base64 padding");
         prev_run = true;
     }
     return 0;
 }
 
-/* Streaming base64 encoder of one run of UTF-16 units. */
-struct b64_run {
-    uint32_t bits, nbits;
-};
-
-static void run_unit(struct strbuf *out, struct b64_run *r, uint16_t u)
+/* Encode one run's UTF-16 units (big-endian bytes in units), then its '-'. */
+static void run_end(struct strbuf *out, struct strbuf *units)
 {
-    r->bits = (r->bits << 16) | u;
-    r->nbits += 16;
-    while (r->nbits >= 6) {
-        r->nbits -= 6;
-        strbuf_putc(out, b64chars[(r->bits >> r->nbits) & 0x3F]);
-    }
-    r->bits &= (1u << r->nbits) - 1;
+    base64_encode_append(units->data, units->len, BASE64_IMAP | BASE64_NOPAD, out);
+    strbuf_putc(out, '-');
+    strbuf_reset(units);
 }
 
-static void run_end(struct strbuf *out, struct b64_run *r)
+static void run_unit(struct strbuf *units, uint16_t u)
 {
-    if (r->nbits > 0)
-        strbuf_putc(out, b64chars[(r->bits << (6 - r->nbits)) & 0x3F]);
-    strbuf_putc(out, '-');
-    r->bits = r->nbits = 0;
+    strbuf_putc(units, u >> 8);
+    strbuf_putc(units, u & 0xFF);
 }
 
 int mutf7_from_utf8(const char *in, size_t len, struct strbuf *out, const char **why_r)
 {
     if (!utf8_valid(in, len))
         return fail(why_r, "invalid UTF-8");
-    if (memchr(in, 0, len) != NULL)
+    if (len > 0 && memchr(in, 0, len) != NULL)
         return fail(why_r, "NUL character");
-    struct b64_run run = {0, 0};
+    struct strbuf run = STRBUF_INIT; /* UTF-16 units of the current run */
     bool in_run = false;
     size_t i = 0;
     while (i < len) {
@@ -204,14 +187,15 @@ int mutf7_from_utf8(const char *in, size_t len, struct strbuf *out, const char *
         }
         if (cp >= 0x10000) {
             cp -= 0x10000;
-            run_unit(out, &run, (uint16_t)(0xD800 + (cp >> 10)));
-            run_unit(out, &run, (uint16_t)(0xDC00 + (cp & 0x3FF)));
+            run_unit(&run, (uint16_t)(0xD800 + (cp >> 10)));
+            run_unit(&run, (uint16_t)(0xDC00 + (cp & 0x3FF)));
         } else {
-            run_unit(out, &run, (uint16_t)cp);
+            run_unit(&run, (uint16_t)cp);
         }
     }
     if (in_run)
         run_end(out, &run);
+    strbuf_release(&run);
     return 0;
 }
 

@@ -8,23 +8,7 @@
 
 #include <openssl/crypto.h>
 
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
-}
+#include "base64.h"
 
 enum sasl_mech sasl_mech_find(const char *name)
 {
@@ -45,66 +29,23 @@ long sasl_base64_decode(const char *text, size_t len, unsigned char *out, size_t
     /* RFC 4954 §4: "=" is an empty initial response. */
     if (len == 1 && text[0] == '=')
         return 0;
-    if (len == 0 || len % 4 != 0 || len > SASL_RESPONSE_MAX)
+    if (len == 0 || len > SASL_RESPONSE_MAX)
         return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v[4];
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            unsigned char c = (unsigned char)text[i + (size_t)k];
-            if (c == '=') {
-                /* Padding only in the last group, only at its end. */
-                if (i + 4 != len || k < 2)
-                    return -1;
-                v[k] = 0;
-                pad++;
-            } else {
-                if (pad > 0)
-                    return -1;
-                v[k] = b64_value(c);
-                if (v[k] < 0)
-                    return -1;
-            }
-        }
-        /* Canonical: the bits dropped by padding must be zero. */
-        if (pad == 2 && (v[1] & 0x0f) != 0)
-            return -1;
-        if (pad == 1 && (v[2] & 0x03) != 0)
-            return -1;
-        unsigned char b[3] = {(unsigned char)((v[0] << 2) | (v[1] >> 4)),
-                              (unsigned char)(((v[1] & 0x0f) << 4) | (v[2] >> 2)),
-                              (unsigned char)(((v[2] & 0x03) << 6) | v[3])};
-        size_t take = 3 - (size_t)pad;
-        if (n + take > out_max)
-            return -1;
-        memcpy(out + n, b, take);
-        n += take;
-    }
+    size_t n;
+    if (base64_decode(text, len, 0, out, out_max, &n) != BASE64_OK)
+        return -1;
     return (long)n;
 }
 
 void sasl_base64_encode(const void *data, size_t len, char *out, size_t out_max)
 {
-    const unsigned char *p = data;
-    size_t o = 0;
     if (out_max == 0)
         return;
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned v = (unsigned)p[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)p[i + 1] << 8;
-        if (i + 2 < len)
-            v |= p[i + 2];
-        char q[4] = {b64_alphabet[(v >> 18) & 63], b64_alphabet[(v >> 12) & 63],
-                     i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=',
-                     i + 2 < len ? b64_alphabet[v & 63] : '='};
-        if (o + 4 >= out_max)
-            break;
-        memcpy(out + o, q, 4);
-        o += 4;
-    }
-    out[o] = '\0';
+    /* Whole quanta that fit before the NUL; the rest is cut (challenges are short). */
+    size_t quanta = (out_max - 1) / 4;
+    if (len / 3 + (len % 3 != 0) > quanta)
+        len = quanta * 3;
+    base64_encode(data, len, 0, out, out_max);
 }
 
 /* Copy a field [p, p+n) into dst (SASL_FIELD_MAX+1): bounds and characters. */

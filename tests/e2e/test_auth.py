@@ -26,9 +26,12 @@ class AuthTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         # mynetworks empty: loopback is not trusted, so only AUTH permits relaying.
+        # Relayed mail stays queued (deferred), so the tests can inspect it.
         cls.sb = Sandbox(domain=DOMAIN, params={"smtpd_auth_failure_delay": "0",
                                                 "smtpd_auth_failure_limit": "3",
-                                                "mynetworks": ""})
+                                                "mynetworks": "",
+                                                "default_transport":
+                                                    "error:4.4.1 no outbound mail in this test"})
         for u in ("alice", "bob"):
             cls.sb.user_add(u, "pw-" + u)
         with open(os.path.join(cls.sb.dir, "sender_logins"), "w") as f:
