@@ -26,6 +26,7 @@
 
 #include "attr.h"
 #include "config.h"
+#include "deliver_request.h"
 #include "local.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -272,82 +273,49 @@ done:
     strbuf_release(&fwd_id);
 }
 
-static bool parse_offset(const struct attr_list *l, const char *name, long long *v)
-{
-    return attr_list_get_int(l, name, v) && *v >= 0;
-}
-
 /*
- * Check a request and split out its recipients. false (with a warning)
- * when it is malformed: the connection is then dropped, since we cannot
- * answer per recipient.
+ * Check a request and split out its recipients (libmail/deliver_request.c).
+ * false (with a warning) when it is malformed: the connection is then
+ * dropped, since we cannot answer per recipient.
  */
 static bool request_parse(const struct attr_list *l, struct request *q)
 {
-    const char *req = attr_list_get(l, "request");
-    long long off, size;
+    struct deliver_request d;
+    const char *why = NULL;
 
     memset(q, 0, sizeof(*q));
     q->fd = -1;
-    if (req == NULL || strcmp(req, "deliver") != 0) {
-        msg_warn("protocol error: unknown request \"%.30s\"", req ? req : "");
+    switch (deliver_request_decode(l, 0, &d, &why)) {
+    case DELIVER_REQUEST_OK:
+        break;
+    case DELIVER_REQUEST_BAD_REQUEST: {
+        const char *req = attr_list_get(l, "request");
+        msg_warn("protocol error: unknown request \"%.30s\" (%s)", req ? req : "", why);
         return false;
     }
-    q->queue_id = attr_list_get(l, "queue_id");
-    q->sender = attr_list_get(l, "sender");
-    if (q->queue_id == NULL || !queue_id_valid(q->queue_id)) {
-        msg_warn("protocol error: bad or missing queue_id");
+    case DELIVER_REQUEST_BAD_QUEUE_ID:
+        msg_warn("protocol error: bad or missing queue_id (%s)", why);
+        return false;
+    case DELIVER_REQUEST_BAD_ENVELOPE:
+        msg_warn("%s: protocol error: bad sender, offset or size (%s)", d.queue_id, why);
+        return false;
+    case DELIVER_REQUEST_BAD_RCPTS:
+        msg_warn("%s: protocol error: malformed recipient list (%s)", d.queue_id, why);
         return false;
     }
-    if (q->sender == NULL || !parse_offset(l, "offset", &off) || !parse_offset(l, "size", &size)) {
-        msg_warn("%s: protocol error: missing sender, offset or size", q->queue_id);
-        return false;
+    q->queue_id = d.queue_id;
+    q->sender = d.sender;
+    q->offset = (off_t)d.offset;
+    q->size = (size_t)d.size;
+    q->rcpts = mycalloc(d.nrcpts, sizeof(*q->rcpts));
+    q->nrcpts = d.nrcpts;
+    for (size_t i = 0; i < d.nrcpts; i++) {
+        q->rcpts[i].index = d.rcpts[i].index;
+        q->rcpts[i].rcpt = d.rcpts[i].rcpt;
+        q->rcpts[i].orig = d.rcpts[i].orig;
     }
-    q->offset = (off_t)off;
-    q->size = (size_t)size;
-
-    size_t n = 0;
-    for (size_t i = 0; i < l->count; i++)
-        if (strcmp(l->items[i].name, "index") == 0)
-            n++;
-    if (n == 0) {
-        msg_warn("%s: protocol error: no recipients", q->queue_id);
-        return false;
-    }
-    q->rcpts = mycalloc(n, sizeof(*q->rcpts));
-    struct rcpt *cur = NULL;
-    for (size_t i = 0; i < l->count; i++) {
-        const struct attr *a = &l->items[i];
-        if (strcmp(a->name, "index") == 0) {
-            cur = &q->rcpts[q->nrcpts++];
-            char *end;
-            errno = 0;
-            cur->index = strtoll(a->value, &end, 10);
-            if (errno || end == a->value || *end || cur->index < 0 || strlen(a->value) != a->len)
-                goto bad;
-        } else if (strcmp(a->name, "sender") == 0) {
-            if (strlen(a->value) != a->len)
-                goto bad;
-        } else if (strcmp(a->name, "rcpt") == 0 || strcmp(a->name, "orig") == 0) {
-            if (cur == NULL || strlen(a->value) != a->len) /* no NUL inside addresses */
-                goto bad;
-            if (a->name[0] == 'r')
-                cur->rcpt = a->value;
-            else
-                cur->orig = a->value;
-        }
-    }
-    for (size_t i = 0; i < q->nrcpts; i++)
-        if (q->rcpts[i].rcpt == NULL || *q->rcpts[i].rcpt == 0)
-            goto bad;
+    deliver_request_release(&d);
     return true;
-
-bad:
-    msg_warn("%s: protocol error: malformed recipient list", q->queue_id);
-    myfree(q->rcpts);
-    q->rcpts = NULL;
-    q->nrcpts = 0;
-    return false;
 }
 
 static void request_fail_all(struct request *q, int status, const char *dsn, const char *reason)

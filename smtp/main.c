@@ -29,6 +29,7 @@
 
 #include "attr.h"
 #include "config.h"
+#include "deliver_request.h"
 #include "dict.h"
 #include "mime8to7.h"
 #include "msg.h"
@@ -236,84 +237,52 @@ static void request_fail_all(struct smtp_request *q, int status, const char *dsn
 }
 
 /*
- * Check a request and split out its recipients. false (with a warning) when
- * it is malformed: the connection is then dropped.
+ * Check a request and split out its recipients (libmail/deliver_request.c).
+ * false (with a warning) when it is malformed: the connection is then
+ * dropped. Addresses go into SMTP commands, so none may hold CR or LF;
+ * angle brackets are fine inside a quoted local part ("a<b"@example.test,
+ * RFC 5321 qtextSMTP), and every address in a queue file passed smtpd's or
+ * pickup's address parser.
  */
 static bool request_parse(const struct attr_list *l, struct smtp_request *q)
 {
-    const char *req = attr_list_get(l, "request");
-    long long off, size;
+    struct deliver_request d;
+    const char *why = NULL;
 
     memset(q, 0, sizeof(*q));
     q->fd = -1;
     strbuf_init(&q->relay, 64);
-    if (req == NULL || strcmp(req, "deliver") != 0) {
-        msg_warn("protocol error: unknown request \"%.30s\"", req ? req : "");
+    switch (deliver_request_decode(l, DELIVER_REQUEST_NEXTHOP, &d, &why)) {
+    case DELIVER_REQUEST_OK:
+        break;
+    case DELIVER_REQUEST_BAD_REQUEST: {
+        const char *req = attr_list_get(l, "request");
+        msg_warn("protocol error: unknown request \"%.30s\" (%s)", req ? req : "", why);
         return false;
     }
-    q->queue_id = attr_list_get(l, "queue_id");
-    q->sender = attr_list_get(l, "sender");
-    q->nexthop = attr_list_get(l, "nexthop");
-    if (q->queue_id == NULL || !queue_id_valid(q->queue_id)) {
-        msg_warn("protocol error: bad or missing queue_id");
+    case DELIVER_REQUEST_BAD_QUEUE_ID:
+        msg_warn("protocol error: bad or missing queue_id (%s)", why);
+        return false;
+    case DELIVER_REQUEST_BAD_ENVELOPE:
+    case DELIVER_REQUEST_BAD_RCPTS:
+        msg_warn("%s: protocol error: malformed recipient list or sender (%s)", d.queue_id, why);
         return false;
     }
-    if (q->sender == NULL || q->nexthop == NULL || !attr_list_get_int(l, "offset", &off) ||
-        !attr_list_get_int(l, "size", &size) || off < 0 || size < 0) {
-        msg_warn("%s: protocol error: missing sender, offset, size or nexthop", q->queue_id);
-        return false;
+    q->queue_id = d.queue_id;
+    q->sender = d.sender;
+    q->nexthop = d.nexthop;
+    q->offset = (off_t)d.offset;
+    q->size = (size_t)d.size;
+    q->rcpts = mycalloc(d.nrcpts, sizeof(*q->rcpts));
+    q->nrcpts = d.nrcpts;
+    for (size_t i = 0; i < d.nrcpts; i++) {
+        q->rcpts[i].index = d.rcpts[i].index;
+        q->rcpts[i].address = d.rcpts[i].rcpt;
+        q->rcpts[i].orig = d.rcpts[i].orig;
+        strbuf_init(&q->rcpts[i].reason, 64);
     }
-    q->offset = (off_t)off;
-    q->size = (size_t)size;
-
-    size_t n = 0;
-    for (size_t i = 0; i < l->count; i++)
-        if (strcmp(l->items[i].name, "index") == 0)
-            n++;
-    if (n == 0) {
-        msg_warn("%s: protocol error: no recipients", q->queue_id);
-        return false;
-    }
-    q->rcpts = mycalloc(n, sizeof(*q->rcpts));
-    struct smtp_rcpt *cur = NULL;
-    for (size_t i = 0; i < l->count; i++) {
-        const struct attr *a = &l->items[i];
-        if (strlen(a->value) != a->len)
-            goto bad; /* no NUL inside any value */
-        if (strcmp(a->name, "index") == 0) {
-            cur = &q->rcpts[q->nrcpts++];
-            strbuf_init(&cur->reason, 64);
-            char *end;
-            errno = 0;
-            cur->index = strtoll(a->value, &end, 10);
-            if (errno || end == a->value || *end || cur->index < 0)
-                goto bad;
-        } else if (strcmp(a->name, "rcpt") == 0 || strcmp(a->name, "orig") == 0) {
-            if (cur == NULL)
-                goto bad;
-            if (a->name[0] == 'r')
-                cur->address = a->value;
-            else
-                cur->orig = a->value;
-        }
-    }
-    for (size_t i = 0; i < q->nrcpts; i++) {
-        const char *addr = q->rcpts[i].address;
-        if (addr == NULL || *addr == 0)
-            goto bad;
-        /* Addresses go into SMTP commands: no CR, LF or angle brackets. */
-        if (strpbrk(addr, "\r\n<>") != NULL)
-            goto bad;
-        if (q->rcpts[i].orig && strpbrk(q->rcpts[i].orig, "\r\n") != NULL)
-            goto bad;
-    }
-    if (strpbrk(q->sender, "\r\n<>") != NULL)
-        goto bad;
+    deliver_request_release(&d);
     return true;
-
-bad:
-    msg_warn("%s: protocol error: malformed recipient list or sender", q->queue_id);
-    return false;
 }
 
 static void request_release(struct smtp_request *q)

@@ -409,6 +409,16 @@ class SmtpClientTest(unittest.TestCase):
                    if c.split(" ")[0].upper() in ("MAIL", "RCPT", "DATA")}
         self.assertEqual(len(batches), 1, conn.commands)
 
+    def test_quoted_local_part_with_angle_brackets_is_sent_as_is(self):
+        # RFC 5321 qtextSMTP allows '<' and '>' inside quotes; such a recipient
+        # must be delivered, not make smtp drop qmgr's connection.
+        p = self.peer()
+        res, dest = self.request("[127.0.0.1]:%d" % p.port, ['"a<b>c"@remote.test'])
+        self.assertEqual(res[0]["status"], "2", res)
+        self.assertEqual(dest, "ok")
+        conn = p.wait_conns(1)[0]
+        self.assertIn('RCPT TO:<"a<b>c"@remote.test>', [c for _, c in conn.commands])
+
     def test_without_pipelining_each_command_waits_for_its_reply(self):
         p = self.peer(ext=("SIZE 10240000", "8BITMIME"))
         res, _ = self.request("[127.0.0.1]:%d" % p.port, ["bob@remote.test", "carol@remote.test"])
