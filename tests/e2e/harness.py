@@ -48,7 +48,9 @@ def _port_free(host, port):
 def free_port_offset(host="127.0.0.1"):
     """An offset N such that N + every standard port is free right now."""
     for _ in range(200):
-        n = random.randrange(20000, 60000, 1000)
+        # Any offset, not only round ones: test modules run in parallel
+        # (scripts/test-all), and two sandboxes then rarely share a port.
+        n = random.randrange(20000, 60000)
         if all(_port_free(host, n + p) for p in STANDARD_PORTS.values()):
             return n
     raise RuntimeError("no free port offset found")
