@@ -147,8 +147,11 @@ class Sandbox:
                 out.append(line)
         if not done:
             out.append("%s = %s" % (name, value))
-        with open(path, "w") as f:
+        # Replace the file whole: a daemon (re)starting right now must never
+        # read a half-written main.cf.
+        with open(path + ".tmp", "w") as f:
             f.write("\n".join(out) + "\n")
+        os.replace(path + ".tmp", path)
 
     def user_add(self, name, password):
         self.mailctl("user", "add", name, input=password + "\n", check=True)
