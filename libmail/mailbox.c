@@ -571,42 +571,59 @@ static int subs_lock(const char *root, struct strbuf *err)
     return fd;
 }
 
-static int write_subscriptions(const char *root, const struct entries *e, struct strbuf *err)
+int mailbox_file_replace(const char *path, const char *data, size_t len, struct strbuf *err)
 {
-    struct strbuf p = STRBUF_INIT, tmp = STRBUF_INIT, body = STRBUF_INIT;
+    struct strbuf tmp = STRBUF_INIT;
     int rc = -1;
-    for (size_t i = 0; i < e->n; i++) {
-        strbuf_puts(&body, e->v[i].name);
-        strbuf_putc(&body, '\n');
-    }
-    strbuf_printf(&p, "%s/" SUBSCRIPTIONS, root);
-    strbuf_printf(&tmp, "%s/" SUBSCRIPTIONS ".tmp.%ld", root, (long)getpid());
+    strbuf_printf(&tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         goto fail;
     size_t off = 0;
-    while (off < body.len) {
-        ssize_t w = write(fd, body.data + off, body.len - off);
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
             close(fd);
             goto fail;
         }
         off += (size_t)w;
     }
-    if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp.data, p.data) < 0)
+    if (fsync(fd) < 0) {
+        close(fd);
+        goto fail;
+    }
+    if (close(fd) < 0 || rename(tmp.data, path) < 0)
         goto fail;
     rc = 0;
     goto out;
 fail:
-    msg_warn("write %s: %s", p.data, strerror(errno));
+    strbuf_printf(err, "write %s: %s", path, strerror(errno));
     unlink(tmp.data);
-    strbuf_puts(err, "Cannot update subscriptions");
 out:
-    strbuf_release(&p);
     strbuf_release(&tmp);
+    return rc;
+}
+
+static int write_subscriptions(const char *root, const struct entries *e, struct strbuf *err)
+{
+    struct strbuf p = STRBUF_INIT, body = STRBUF_INIT, why = STRBUF_INIT;
+    for (size_t i = 0; i < e->n; i++) {
+        strbuf_puts(&body, e->v[i].name);
+        strbuf_putc(&body, '\n');
+    }
+    strbuf_printf(&p, "%s/" SUBSCRIPTIONS, root);
+    int rc = mailbox_file_replace(p.data, body.data, body.len, &why);
+    if (rc < 0) {
+        msg_warn("%s", why.data);
+        strbuf_puts(err, "Cannot update subscriptions");
+    }
+    strbuf_release(&p);
     strbuf_release(&body);
+    strbuf_release(&why);
     return rc;
 }
 

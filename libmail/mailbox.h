@@ -134,4 +134,12 @@ int mailbox_list_subscribed(const char *maildir_root, mailbox_list_cb *cb, void 
  */
 int mailbox_create_defaults(const char *maildir_root, struct strbuf *err);
 
+/*
+ * Replace the small file path with data as one step: write PATH.tmp.PID,
+ * fsync it, rename it over path (the directory is not fsync'ed). Used for
+ * the subscriptions file and the index's side files. 0, or -1 with
+ * "write PATH: reason" in err (the temporary file is removed).
+ */
+int mailbox_file_replace(const char *path, const char *data, size_t len, struct strbuf *err);
+
 #endif

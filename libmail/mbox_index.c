@@ -38,6 +38,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "mailbox.h"
 #include "maildir.h"
 #include "msg.h"
 #include "mymalloc.h"
@@ -423,27 +424,12 @@ static int side_read(struct mbox *b, uint32_t *uidvalidity, uint32_t *uidc, uint
 
 static int side_write(struct mbox *b, struct strbuf *err)
 {
-    struct strbuf p = STRBUF_INIT, tmp = STRBUF_INIT, body = STRBUF_INIT;
+    struct strbuf p = STRBUF_INIT, body = STRBUF_INIT;
     path_of(b, UIDVALIDITY_FILE, &p);
-    strbuf_printf(&tmp, "%s.tmp.%ld", p.data, (long)getpid());
     strbuf_printf(&body, "%u %u %llu\n", b->h.uidvalidity, b->uid_ceiling,
                   (unsigned long long)b->modseq_ceiling);
-    int rc = -1;
-    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0 && write(fd, body.data, body.len) == (ssize_t)body.len && fsync(fd) == 0) {
-        close(fd);
-        fd = -1;
-        if (rename(tmp.data, p.data) == 0)
-            rc = 0;
-    }
-    if (rc < 0) {
-        strbuf_printf(err, "write %s: %s", p.data, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp.data);
-    }
+    int rc = mailbox_file_replace(p.data, body.data, body.len, err);
     strbuf_release(&p);
-    strbuf_release(&tmp);
     strbuf_release(&body);
     return rc;
 }
@@ -2173,27 +2159,12 @@ static int kw_find(const struct mbox *b, const char *name)
  * replaced atomically; a rebuild reads it back. */
 static int keywords_write(struct mbox *b, struct strbuf *err)
 {
-    struct strbuf p = STRBUF_INIT, tmp = STRBUF_INIT, body = STRBUF_INIT;
+    struct strbuf p = STRBUF_INIT, body = STRBUF_INIT;
     path_of(b, KEYWORDS_FILE, &p);
-    strbuf_printf(&tmp, "%s.tmp.%ld", p.data, (long)getpid());
     for (size_t i = 0; i < b->nkw; i++)
         strbuf_printf(&body, "%zu %s\n", i, b->kw[i]);
-    int rc = -1;
-    int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0 && write(fd, body.data, body.len) == (ssize_t)body.len && fsync(fd) == 0) {
-        close(fd);
-        fd = -1;
-        if (rename(tmp.data, p.data) == 0)
-            rc = 0;
-    }
-    if (rc < 0) {
-        strbuf_printf(err, "write %s: %s", p.data, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        unlink(tmp.data);
-    }
+    int rc = mailbox_file_replace(p.data, body.data, body.len, err);
     strbuf_release(&p);
-    strbuf_release(&tmp);
     strbuf_release(&body);
     return rc;
 }

@@ -370,6 +370,40 @@ static void test_recreated_folder_gets_a_new_uidvalidity(void **state)
     strbuf_release(&dir);
 }
 
+static void test_file_replace(void **state)
+{
+    (void)state;
+    struct strbuf err = STRBUF_INIT, path = STRBUF_INIT;
+    char buf[64];
+
+    /* A missing directory: an error naming the file, nothing left behind. */
+    strbuf_printf(&path, "%s/nosuchdir/file", tmpdir);
+    assert_int_equal(mailbox_file_replace(path.data, "x", 1, &err), -1);
+    assert_non_null(strstr(err.data, "write "));
+    assert_non_null(strstr(err.data, "nosuchdir/file"));
+
+    /* Written, then replaced whole; no temporary file remains. */
+    strbuf_reset(&path);
+    strbuf_printf(&path, "%s/replaced", tmpdir);
+    strbuf_reset(&err);
+    assert_int_equal(mailbox_file_replace(path.data, "first version\n", 14, &err), 0);
+    assert_int_equal(mailbox_file_replace(path.data, "second\n", 7, &err), 0);
+    int fd = open(path.data, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    assert_int_equal(n, 7);
+    assert_memory_equal(buf, "second\n", 7);
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        assert_null(strstr(e->d_name, ".tmp."));
+    closedir(d);
+    strbuf_release(&err);
+    strbuf_release(&path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup(test_subscriptions_persist_and_list_nonexistent, fresh),
         cmocka_unit_test_setup(test_defaults_create_special_use_folders_once, fresh),
         cmocka_unit_test_setup(test_recreated_folder_gets_a_new_uidvalidity, fresh),
+        cmocka_unit_test(test_file_replace),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
