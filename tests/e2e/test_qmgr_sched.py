@@ -286,6 +286,35 @@ class SchedulerTest(QmgrTestBase):
         self.assertTrue(os.path.exists(os.path.join(deferred, qid2)))
 
 
+class DeadDestinationFlushTest(QmgrTestBase):
+    """mailctl flush forgets that a destination was dead (as postqueue -f does)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.port = unused_port()
+        cls.peer = None
+        cls.box = cls.make_box({"delay_warning_time": "0"},
+                               "revive.test smtp:[127.0.0.1]:%d\n" % cls.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.box.close()
+        if cls.peer is not None:
+            cls.peer.stop()
+
+    def test_flush_retries_a_dead_destination_at_once(self):
+        tok = token()
+        qid = self.send("alice@example.test", ["x@revive.test"], tok)
+        self.wait_log(r"smtp:\[127\.0\.0\.1\]:%d: destination is dead" % self.port)
+        self.wait_log(qid + r": to=<x@revive\.test>.*status=deferred")
+        # The destination comes back; without the flush it would stay dead for
+        # minimal_backoff_time (300 s).
+        type(self).peer = SmtpPeer(port=self.port, hostname="revive.test").start()
+        self.box.mailctl("flush", check=True)
+        self.wait_log(qid + r": to=<x@revive\.test>.*status=sent", timeout=20)
+        self.assertEqual(len([t for t in self.peer.delivered() if tok.encode() in (t.data or b"")]), 1)
+
+
 class SmtpResultsTest(QmgrTestBase):
     """Bounces carry smtp's per-recipient reasons, also when the lifetime runs out."""
 
