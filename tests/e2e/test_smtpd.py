@@ -85,20 +85,30 @@ class SmtpdTest(unittest.TestCase):
         return c
 
     def files_with(self, marker):
-        """Queue files and delivered files (all users) whose bytes contain marker."""
-        found = []
-        paths = list(self.sb.queue_files())
-        mail = os.path.join(self.sb.dir, "mail")
-        for root, _, names in os.walk(mail):
-            if os.path.basename(root) in ("new", "cur"):
-                paths += [os.path.join(root, n) for n in names]
-        for p in paths:
-            try:
-                with open(p, "rb") as f:
-                    if marker in f.read():
+        """Queue files and delivered files (all users) whose bytes contain marker.
+        Mail moves while we look (incoming → active → Maildir, then the queue
+        file is emptied): when a listed file vanished or was empty and nothing
+        was found, the scan is repeated, so a message in motion is found where
+        it went."""
+        for _ in range(50):
+            found, vanished = [], False
+            paths = list(self.sb.queue_files())
+            mail = os.path.join(self.sb.dir, "mail")
+            for root, _, names in os.walk(mail):
+                if os.path.basename(root) in ("new", "cur"):
+                    paths += [os.path.join(root, n) for n in names]
+            for p in paths:
+                try:
+                    with open(p, "rb") as f:
+                        data = f.read()
+                    if marker in data:
                         found.append(p)
-            except FileNotFoundError:
-                pass
+                    elif not data:
+                        vanished = True  # a delivered queue file, emptied for reuse
+                except FileNotFoundError:
+                    vanished = True
+            if found or not vanished:
+                return found
         return found
 
     def wait_stable_files(self, marker, timeout=30):
