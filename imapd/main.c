@@ -69,6 +69,7 @@ int main(int argc, char **argv)
         .post_init = imapd_post_init,
         .service = imapd_service,
         .loop = NULL,
+        .template_ok = true,
     };
     msg_init("imapd");
     server_main(argc, argv, &spec);

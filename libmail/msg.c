@@ -40,6 +40,15 @@ void msg_open_file(const char *path)
         msg_set_stderr(true);
         msg_fatal("open log file %s: %s", path, strerror(err));
     }
+    /* Keep clear of 3-5, the descriptors master wires up for its children
+     * between fork and exec: a log line must never land on a listener. */
+    if (msg_fd < 10) {
+        int high = fcntl(msg_fd, F_DUPFD_CLOEXEC, 10);
+        if (high >= 0) {
+            close(msg_fd);
+            msg_fd = high;
+        }
+    }
 }
 
 void msg_set_stderr(bool on)

@@ -16,5 +16,9 @@ const struct config_param params_master[] = {
      "largest request record master accepts on its control socket"},
     {"master_listen_backlog", CONFIG_INT, "100", 1, 65535,
      "listen(2) backlog of the inet and unix sockets master opens for services"},
+    {"service_templates", CONFIG_BOOL, "yes", 0, 0,
+     "start the processes of a service (process limit other than 1) by forking them from one "
+     "initialised template process of that service instead of exec'ing each; the daemons that "
+     "support it are smtpd, pop3d and imapd, others are always exec'ed"},
     {NULL, CONFIG_STR, NULL, 0, 0, NULL},
 };

@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,7 +39,8 @@ static char **server_extra_args;
 static int server_extra_count;
 static volatile sig_atomic_t server_exit_flag;
 static pid_t server_parent;
-static bool server_status_ok; /* fd 4 is a usable status pipe */
+static bool server_status_ok;     /* fd 4 is a usable status pipe */
+static char *server_template_arg; /* our "-T" in argv, shown as "-W" in workers */
 
 const char *server_service_name(void)
 {
@@ -144,7 +147,7 @@ void server_drop_privileges(void)
 
 static void server_usage(const char *prog)
 {
-    msg_fatal("usage: %s -c CONFIG_DIR -n SERVICE -t TYPE [-u] [-v] [-o name=value]... [args]",
+    msg_fatal("usage: %s -c CONFIG_DIR -n SERVICE -t TYPE [-u] [-T] [-v] [-o name=value]... [args]",
               prog);
 }
 
@@ -270,6 +273,132 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
     exit(0);
 }
 
+/* One message to master on the template socket; false when master is gone. */
+static bool server_template_send(const char *text)
+{
+    for (;;) {
+        ssize_t n = send(SERVER_TEMPLATE_FD, text, strlen(text), MSG_NOSIGNAL);
+        if (n >= 0)
+            return true;
+        if (errno != EINTR)
+            return false;
+    }
+}
+
+/*
+ * In the worker, just forked: wait until the intermediate process has gone
+ * and master (a child subreaper) has adopted us, so that getppid() means
+ * master again and master, not the template, reaps us.
+ */
+static void server_worker_adopted(pid_t middle)
+{
+    for (int i = 0; i < 2000; i++) {
+        pid_t pp = getppid();
+        if (pp == server_parent)
+            return;
+        if (pp != middle)
+            break;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
+    /* Not adopted by master (no subreaper?): nobody would supervise us. */
+    msg_warn("worker pid %ld: parent is %ld, not master %ld; exiting", (long)getpid(),
+             (long)getppid(), (long)server_parent);
+    _exit(1);
+}
+
+/*
+ * Fork one worker: fork a middle process that forks the worker, reports its
+ * pid and exits at once, so the worker is re-parented to master. Returns in
+ * the worker only; the template and the middle process never return.
+ */
+static bool server_template_fork(void)
+{
+    pid_t middle = fork();
+    if (middle < 0) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "Ffork: %s", strerror(errno));
+        msg_warn("template: %s", buf + 1);
+        (void)server_template_send(buf);
+        return false;
+    }
+    if (middle > 0) {
+        int status;
+        while (waitpid(middle, &status, 0) < 0 && errno == EINTR)
+            ;
+        return false;
+    }
+    pid_t me = getpid();
+    pid_t worker = fork();
+    if (worker == 0) {
+        close(SERVER_TEMPLATE_FD);
+        if (server_template_arg)
+            server_template_arg[1] = 'W'; /* ps tells workers from the template */
+        server_worker_adopted(me);
+        return true;
+    }
+    char buf[64];
+    if (worker < 0)
+        snprintf(buf, sizeof(buf), "Ffork: %s", strerror(errno));
+    else
+        snprintf(buf, sizeof(buf), "P%ld", (long)worker);
+    if (!server_template_send(buf) && worker > 0)
+        (void)kill(worker, SIGTERM); /* master cannot know it: do not let it serve */
+    _exit(0);
+}
+
+/*
+ * The template's life: tell master we are ready, then fork a worker for
+ * every "S" until master closes the socket, SIGTERM, or master goes away.
+ * Returns in a worker (with the caller's signal mask restored).
+ */
+static void server_template_loop(void)
+{
+    sigset_t block, orig;
+
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &orig);
+    sigset_t waitmask = orig;
+    sigdelset(&waitmask, SIGTERM);
+
+    if (!server_template_send("R"))
+        exit(0);
+    msg_debug("template ready");
+    while (!server_should_exit()) {
+        struct pollfd p[2] = {{.fd = SERVER_TEMPLATE_FD, .events = POLLIN, .revents = 0},
+                              {.fd = SERVER_STATUS_FD, .events = 0, .revents = 0}};
+        struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+        int r = ppoll(p, server_status_ok ? 2 : 1, &ts, &waitmask);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            msg_fatal("template: poll: %s", strerror(errno));
+        }
+        if (r == 0)
+            continue;
+        if (server_status_ok && (p[1].revents & (POLLERR | POLLHUP | POLLNVAL)))
+            break;
+        if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        char req[16];
+        ssize_t n = recv(SERVER_TEMPLATE_FD, req, sizeof(req), 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            break; /* master closed our socket: we are done */
+        if (req[0] != 'S') {
+            msg_warn("template: unknown request 0x%02x from master", (unsigned char)req[0]);
+            continue;
+        }
+        if (server_template_fork()) {
+            sigprocmask(SIG_SETMASK, &orig, NULL);
+            return;
+        }
+    }
+    exit(0);
+}
+
 _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec)
 {
     const char *prog = argv[0] ? strrchr(argv[0], '/') : NULL;
@@ -277,6 +406,7 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
     const char *confdir = NULL;
     const char *type = "";
     bool unpriv = false;
+    bool template = false;
     int verbose = 0;
     char **overrides = mycalloc((size_t)argc + 1, sizeof(char *));
     size_t noverrides = 0;
@@ -321,6 +451,12 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
         case 'u':
             unpriv = true;
             break;
+        case 'T':
+            template = true;
+            server_template_arg = argv[i];
+            break;
+        case 'W':
+            break; /* how a template's worker shows in ps: nothing to do */
         case 'v':
             verbose++;
             break;
@@ -368,12 +504,24 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
         msg_fatal("no listener on fd %d: %s must be started by master", SERVER_LISTEN_FD, prog);
     msg_debug("service=%s, type=%s, unpriv=%s", server_name, type, unpriv ? "y" : "n");
 
+    if (template) {
+        if (!server_fd_valid(SERVER_TEMPLATE_FD))
+            msg_fatal("-T without a template socket on fd %d", SERVER_TEMPLATE_FD);
+        if (spec->mode != SERVER_SINGLE || !spec->template_ok) {
+            /* Not for this daemon: master starts its processes directly. */
+            (void)server_template_send("N");
+            exit(0);
+        }
+    }
     if (spec->pre_init)
         spec->pre_init();
     if (unpriv)
         server_drop_privileges();
     if (spec->post_init)
         spec->post_init();
+
+    if (template)
+        server_template_loop(); /* returns in a forked worker */
 
     if (spec->mode == SERVER_LONG) {
         if (spec->loop == NULL)

@@ -20,6 +20,18 @@
  *    master goes away; long loops must check it at least every second.
  *
  * Status records on the pipe are struct server_status, written whole.
+ *
+ * Templates (master's service_templates): a SERVER_SINGLE daemon whose spec
+ * sets template_ok may be started with -T and a SOCK_SEQPACKET socket to
+ * master on fd SERVER_TEMPLATE_FD. It then initialises as usual (pre_init,
+ * privilege drop, post_init), says "R" (ready) and serves no client itself:
+ * for every "S" from master it forks a worker that runs the normal accept
+ * loop, already initialised, and answers "P<pid>" (or "F<reason>"). The
+ * worker is forked twice so that it becomes master's child (master is a
+ * child subreaper), and master supervises it like any other. A worker shares
+ * the template's pages copy-on-write: relocated libraries, the parsed
+ * configuration, TLS contexts. A daemon without template_ok answers "N"
+ * and exits; master then starts its processes directly.
  */
 #ifndef TEGAMI_SERVER_H
 #define TEGAMI_SERVER_H
@@ -30,6 +42,7 @@
 
 #define SERVER_LISTEN_FD 3
 #define SERVER_STATUS_FD 4
+#define SERVER_TEMPLATE_FD 5 /* only with -T */
 
 #define SERVER_STATUS_IDLE 'I'
 #define SERVER_STATUS_BUSY 'B'
@@ -55,6 +68,10 @@ struct server_spec {
     void (*post_init)(void);
     void (*service)(struct server_client *client); /* SERVER_SINGLE */
     void (*loop)(int listen_fd);                   /* SERVER_LONG */
+    /* SERVER_SINGLE only: nothing post_init sets up is per-process (no open
+     * connection, no random state of a library that would repeat in every
+     * copy), so workers may be forked from one initialised template. */
+    bool template_ok;
 };
 
 /* Run the daemon; returns only through exit(). */

@@ -431,15 +431,17 @@ int mailctl_status(int argc, char **argv)
         {
             const char *pids = attr_list_get(&rep, "pids");
             const char *throttled = attr_list_get(&rep, "throttled");
+            const char *tmpl = attr_list_get(&rep, "template");
             char *list = mystrdup(pids ? pids : "");
 
             for (char *p = list; *p; p++)
                 if (*p == ' ')
                     *p = ',';
 #define A(n) (attr_list_get(&rep, n) ? attr_list_get(&rep, n) : "-")
-            printf("%-22s %-5s %-8s procs=%s busy=%s maxproc=%s pids=%s%s%s\n", A("service"),
+            printf("%-22s %-5s %-8s procs=%s busy=%s maxproc=%s pids=%s%s%s%s%s\n", A("service"),
                    A("type"), A("command"), A("procs"), A("busy"), A("maxproc"), list,
-                   throttled ? " throttled=" : "", throttled ? throttled : "");
+                   tmpl ? " template=" : "", tmpl ? tmpl : "", throttled ? " throttled=" : "",
+                   throttled ? throttled : "");
 #undef A
             myfree(list);
         }

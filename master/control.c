@@ -44,7 +44,7 @@ static void master_control_status(struct stream *s)
         int procs = 0;
         strbuf_reset(&pids);
         for (struct master_child *c = master_children; c; c = c->next) {
-            if (c->svc != svc)
+            if (c->svc != svc || c->is_template)
                 continue;
             procs++;
             strbuf_printf(&pids, "%s%ld", pids.len ? " " : "", (long)c->pid);
@@ -58,6 +58,8 @@ static void master_control_status(struct stream *s)
         attr_list_add_int(&l, "procs", procs);
         attr_list_add_int(&l, "busy", procs - svc->avail);
         attr_list_add_str(&l, "pids", strbuf_str(&pids));
+        if (svc->tmpl)
+            attr_list_add_int(&l, "template", (long long)svc->tmpl->pid);
         if (throttle_active(&svc->throttle, time(NULL)))
             attr_list_add_int(&l, "throttled",
                               (long long)throttle_remaining(&svc->throttle, time(NULL)));

@@ -19,6 +19,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,7 +81,7 @@ static void master_clean_fds(void)
         for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 1024); fd++)
             close((int)fd);
     }
-    for (int fd = 0; fd <= 4; fd++) {
+    for (int fd = 0; fd <= SERVER_TEMPLATE_FD; fd++) {
         if (fcntl(fd, F_GETFD) >= 0)
             continue;
         int n = open("/dev/null", O_RDWR);
@@ -356,14 +357,17 @@ static _Noreturn void master_loop(void)
         size_t n = 0, nsvc = 0;
         for (struct master_service *svc = master_services; svc; svc = svc->next)
             nsvc++;
-        if (cap < nsvc + 2) {
-            cap = nsvc + 2;
+        if (cap < 2 * nsvc + 2) {
+            cap = 2 * nsvc + 2;
             p = myreallocarray(p, cap, sizeof(*p));
         }
         p[n++] = (struct pollfd){.fd = master_sigpipe[0], .events = POLLIN, .revents = 0};
         p[n++] = (struct pollfd){.fd = master_control_fd, .events = POLLIN, .revents = 0};
         for (struct master_service *svc = master_services; svc; svc = svc->next)
             p[n++] = (struct pollfd){.fd = svc->status_rd, .events = POLLIN, .revents = 0};
+        /* Template sockets (fd -1 is ignored by poll). */
+        for (struct master_service *svc = master_services; svc; svc = svc->next)
+            p[n++] = (struct pollfd){.fd = svc->tmpl_fd, .events = POLLIN, .revents = 0};
 
         int timeout = master_any_throttled(now) ? 1000 : -1;
         int r = poll(p, n, timeout);
@@ -377,8 +381,16 @@ static _Noreturn void master_loop(void)
             while (read(master_sigpipe[0], buf, sizeof(buf)) > 0)
                 ;
         }
-        /* Status first: the counts must be current before anyone asks for them. */
-        size_t i = 2;
+        /*
+         * Templates first (a worker is registered before its first status
+         * record is read), then status: the counts must be current before
+         * anyone asks for them.
+         */
+        size_t i = 2 + nsvc;
+        for (struct master_service *svc = master_services; svc; svc = svc->next, i++)
+            if (p[i].revents && svc->tmpl_fd >= 0)
+                master_template_read(svc, time(NULL));
+        i = 2;
         for (struct master_service *svc = master_services; svc; svc = svc->next, i++)
             if (p[i].revents & (POLLIN | POLLHUP))
                 master_status_read(svc);
@@ -483,6 +495,15 @@ int main(int argc, char **argv)
     if (!foreground || !isatty(2))
         msg_set_stderr(false);
     master_install_signals();
+    /*
+     * Workers forked by a service's template (service_templates) are its
+     * grandchildren; as a child subreaper master adopts them when the
+     * intermediate process exits, and reaps and supervises them itself.
+     */
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1L, 0L, 0L, 0L) == 0)
+        master_subreaper = true;
+    else
+        msg_warn("prctl(PR_SET_CHILD_SUBREAPER): %s; service templates are off", strerror(errno));
     msg_info("daemon started -- configuration %s", master_config_dir);
     master_loop();
 }

@@ -41,6 +41,13 @@ struct master_service {
     int avail;                /* idle children not told to stop */
     struct throttle throttle;
     bool throttle_logged;
+    /* Template (service_templates): a pre-initialised process that forks the
+     * workers; master's own child, not counted in total or avail. */
+    struct master_child *tmpl; /* NULL when none runs */
+    int tmpl_fd;               /* master's end of its socket, -1 when none */
+    bool tmpl_ready;           /* said "R" */
+    bool tmpl_refused;         /* said "N", or failed: start directly until reload */
+    int tmpl_pending;          /* "S" sent, "P"/"F" not yet read */
     char statbuf[sizeof(struct server_status)];
     size_t statlen;
     bool seen; /* reload bookkeeping */
@@ -56,12 +63,14 @@ struct master_child {
     bool avail;    /* idle (counts in svc->avail) */
     bool served;   /* reported busy at least once */
     bool stopping; /* master sent SIGTERM */
+    bool is_template;
     struct master_child *next;
 };
 
 extern struct master_service *master_services;
 extern struct master_child *master_children;
 extern const char *master_config_dir;
+extern bool master_subreaper; /* PR_SET_CHILD_SUBREAPER worked: templates possible */
 
 /* service.c */
 /* Build the service list described by master.cf (nothing opened). 0 or -1 with errors. */
@@ -87,6 +96,10 @@ void master_status_read(struct master_service *svc);
 void master_stop_children(struct master_service *svc, int sig);
 /* Any service throttled right now? */
 bool master_any_throttled(time_t now);
+/* Read what a service's template says ("R", "P<pid>", "F", "N"). */
+void master_template_read(struct master_service *svc, time_t now);
+/* Stop a service's template (reload, removal, failure); its workers stay. */
+void master_template_drop(struct master_service *svc);
 
 /* control.c */
 int master_control_open(const char *path, struct strbuf *err);

@@ -143,6 +143,7 @@ int master_services_read(struct master_service **list_r, struct strbuf *errors)
             msg_warn("master.cf:%d: service %s: chroot is not supported, ignored", e->line,
                      e->service);
         svc->listen_fd = svc->status_rd = svc->status_wr = -1;
+        svc->tmpl_fd = -1;
         throttle_init(&svc->throttle);
         *tail = svc;
         tail = &svc->next;
@@ -248,6 +249,7 @@ static void master_service_close(struct master_service *svc)
 
 void master_service_destroy(struct master_service *svc)
 {
+    master_template_drop(svc);
     master_stop_children(svc, SIGTERM);
     for (struct master_child *c = master_children; c; c = c->next)
         if (c->svc == svc)
@@ -289,6 +291,7 @@ void master_services_reconcile(struct master_service *fresh)
             old->maxproc = nsvc->maxproc;
             /* A reload is how an administrator says "fixed, try again". */
             throttle_init(&old->throttle);
+            old->tmpl_refused = false;
             master_service_free(nsvc);
             continue;
         }

@@ -5,11 +5,24 @@
  * reports 'B' when it takes a connection and 'I' when it is done. When a
  * service has no idle child and is below its process limit, master starts
  * one more. A child that master told to stop no longer counts as idle.
+ *
+ * Templates (service_templates = yes, services with a process limit other
+ * than 1): master starts one template per service with -T and a socket on
+ * fd 5, and asks it for workers instead of exec'ing each one. The template
+ * forks twice so each worker becomes master's child (master is a child
+ * subreaper, see main.c); its "P<pid>" reply registers the worker here,
+ * and from then on it is accounted exactly like an exec'ed child. A
+ * daemon that does not support it answers "N"; a template that cannot
+ * start is throttled like any process; either way the service falls back
+ * to fork+exec until the next reload.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,6 +32,7 @@
 #include "mymalloc.h"
 
 struct master_child *master_children;
+bool master_subreaper;
 
 static struct master_child *master_child_find(pid_t pid)
 {
@@ -38,7 +52,7 @@ static void master_child_set_avail(struct master_child *c, bool avail)
 }
 
 /* In the child: wire fds 3 and 4, reset signals, exec. Never returns. */
-static _Noreturn void master_exec_child(struct master_service *svc, const char *path)
+static _Noreturn void master_exec_child(struct master_service *svc, const char *path, int tmpl)
 {
     sigset_t none;
     struct sigaction sa;
@@ -57,12 +71,16 @@ static _Noreturn void master_exec_child(struct master_service *svc, const char *
     /* Move out of the way first so that dup2 never hits its own source. */
     int l = fcntl(svc->listen_fd, F_DUPFD_CLOEXEC, 10);
     int s = fcntl(svc->status_wr, F_DUPFD_CLOEXEC, 10);
-    if (l < 0 || s < 0 || dup2(l, SERVER_LISTEN_FD) < 0 || dup2(s, SERVER_STATUS_FD) < 0) {
+    int t = tmpl >= 0 ? fcntl(tmpl, F_DUPFD_CLOEXEC, 10) : -1;
+    if (l < 0 || s < 0 || (tmpl >= 0 && t < 0) || dup2(l, SERVER_LISTEN_FD) < 0 ||
+        dup2(s, SERVER_STATUS_FD) < 0 || (t >= 0 && dup2(t, SERVER_TEMPLATE_FD) < 0)) {
         msg_warn("process %s: set up fds: %s", path, strerror(errno));
         _exit(126);
     }
     close(l);
     close(s);
+    if (t >= 0)
+        close(t);
     /* Everything else master holds is close-on-exec. */
 
     size_t n = 0, cap = 10;
@@ -80,6 +98,8 @@ static _Noreturn void master_exec_child(struct master_service *svc, const char *
     argv[n++] = svc->type;
     if (svc->unpriv)
         argv[n++] = "-u";
+    if (tmpl >= 0)
+        argv[n++] = "-T";
     for (char **o = svc->overrides; *o; o++) {
         argv[n++] = "-o";
         argv[n++] = *o;
@@ -88,20 +108,51 @@ static _Noreturn void master_exec_child(struct master_service *svc, const char *
         argv[n++] = *a;
     argv[n] = NULL;
     execv(path, argv);
+    /* Safe to log: master parked fds 0-5 at start, so neither the log file
+     * nor syslog's socket was one of the descriptors just replaced. */
     msg_warn("process %s: exec: %s", path, strerror(errno));
     _exit(127);
 }
 
-static void master_spawn(struct master_service *svc, time_t now)
+/* A new child record (counted in its service unless it is a template). */
+static struct master_child *master_child_add(struct master_service *svc, pid_t pid, char *command,
+                                             time_t now, bool is_template)
+{
+    struct master_child *c = mycalloc(1, sizeof(*c));
+    c->pid = pid;
+    c->svc = svc;
+    c->command = command;
+    c->svc_name = mystrdup(svc->name);
+    c->started = now;
+    c->is_template = is_template;
+    c->next = master_children;
+    master_children = c;
+    if (!is_template) {
+        svc->total++;
+        master_child_set_avail(c, true);
+    }
+    return c;
+}
+
+/* fork+exec the service's command: a worker, or with as_template its template. */
+static void master_spawn(struct master_service *svc, time_t now, bool as_template)
 {
     struct strbuf path = STRBUF_INIT;
     const char *cmd = svc->argv[0];
+    int sv[2] = {-1, -1};
 
     if (cmd[0] == '/')
         strbuf_puts(&path, cmd);
     else
         strbuf_printf(&path, "%s/%s", config_str("daemon_directory"), cmd);
 
+    if (as_template && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        msg_warn("service %s: template socket: %s; starting processes directly", svc->name,
+                 strerror(errno));
+        svc->tmpl_refused = true;
+        strbuf_release(&path);
+        return;
+    }
     pid_t pid = fork();
     if (pid < 0) {
         msg_warn("service %s: fork: %s", svc->name, strerror(errno));
@@ -109,22 +160,169 @@ static void master_spawn(struct master_service *svc, time_t now)
                              (time_t)config_time("service_throttle_time")))
             svc->throttle_logged = false;
         strbuf_release(&path);
+        if (sv[0] >= 0) {
+            close(sv[0]);
+            close(sv[1]);
+        }
         return;
     }
     if (pid == 0)
-        master_exec_child(svc, path.data);
+        master_exec_child(svc, path.data, sv[1]);
 
-    struct master_child *c = mycalloc(1, sizeof(*c));
-    c->pid = pid;
-    c->svc = svc;
-    c->command = strbuf_detach(&path, NULL);
-    c->svc_name = mystrdup(svc->name);
-    c->started = now;
-    c->next = master_children;
-    master_children = c;
-    svc->total++;
-    master_child_set_avail(c, true);
-    msg_debug("service %s: started process %s pid %ld", svc->name, c->command, (long)pid);
+    struct master_child *c =
+        master_child_add(svc, pid, strbuf_detach(&path, NULL), now, as_template);
+    if (as_template) {
+        close(sv[1]);
+        (void)fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+        svc->tmpl = c;
+        svc->tmpl_fd = sv[0];
+        svc->tmpl_ready = false;
+        svc->tmpl_pending = 0;
+        msg_debug("service %s: started template %s pid %ld", svc->name, c->command, (long)pid);
+    } else {
+        msg_debug("service %s: started process %s pid %ld", svc->name, c->command, (long)pid);
+    }
+}
+
+/*
+ * Workers whose exit master reaped before it read the template's "P" for
+ * them (a worker that died at once). Kept briefly so that the late "P"
+ * does not register a process that no longer exists.
+ */
+#define MASTER_EARLY_MAX 64
+static struct {
+    pid_t pid;
+    time_t when;
+} master_early[MASTER_EARLY_MAX];
+
+static void master_early_add(pid_t pid, time_t now)
+{
+    size_t oldest = 0;
+    for (size_t i = 0; i < MASTER_EARLY_MAX; i++) {
+        if (master_early[i].pid == 0 || now - master_early[i].when > 60) {
+            oldest = i;
+            break;
+        }
+        if (master_early[i].when < master_early[oldest].when)
+            oldest = i;
+    }
+    master_early[oldest].pid = pid;
+    master_early[oldest].when = now;
+}
+
+static bool master_early_take(pid_t pid)
+{
+    for (size_t i = 0; i < MASTER_EARLY_MAX; i++)
+        if (master_early[i].pid == pid) {
+            master_early[i].pid = 0;
+            return true;
+        }
+    return false;
+}
+
+static bool master_use_template(const struct master_service *svc)
+{
+    return master_subreaper && config_bool("service_templates") && !svc->tmpl_refused &&
+           svc->maxproc != 1 && strcmp(svc->type, "fifo") != 0;
+}
+
+void master_template_drop(struct master_service *svc)
+{
+    if (svc->tmpl_fd >= 0) {
+        close(svc->tmpl_fd); /* the template exits when it sees EOF */
+        svc->tmpl_fd = -1;
+    }
+    if (svc->tmpl) {
+        svc->tmpl->stopping = true;
+        if (kill(svc->tmpl->pid, SIGTERM) < 0 && errno != ESRCH)
+            msg_warn("kill %ld: %s", (long)svc->tmpl->pid, strerror(errno));
+        svc->tmpl = NULL;
+    }
+    svc->tmpl_ready = false;
+    svc->tmpl_pending = 0;
+}
+
+/* The template failed us: stop it and start processes directly until reload. */
+static void master_template_give_up(struct master_service *svc, const char *why)
+{
+    msg_warn("service %s: template %s; starting its processes directly", svc->name, why);
+    master_template_drop(svc);
+    svc->tmpl_refused = true;
+}
+
+void master_template_read(struct master_service *svc, time_t now)
+{
+    while (svc->tmpl_fd >= 0) {
+        char buf[64];
+        ssize_t n = recv(svc->tmpl_fd, buf, sizeof(buf) - 1, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            /* The template went away; its exit is reaped separately. */
+            close(svc->tmpl_fd);
+            svc->tmpl_fd = -1;
+            svc->tmpl_ready = false;
+            svc->tmpl_pending = 0;
+            return;
+        }
+        buf[n] = 0;
+        msg_debug("service %s: template says \"%s\" (%zd bytes)", svc->name, buf, n);
+        switch (buf[0]) {
+        case 'R':
+            svc->tmpl_ready = true;
+            break;
+        case 'N':
+            msg_debug("service %s: %s cannot run as a template; starting its processes directly",
+                      svc->name, svc->argv[0]);
+            master_template_drop(svc);
+            svc->tmpl_refused = true;
+            return;
+        case 'F':
+            if (svc->tmpl_pending > 0)
+                svc->tmpl_pending--;
+            msg_warn("service %s: template could not start a process: %s", svc->name, buf + 1);
+            if (throttle_failure(&svc->throttle, now, (int)config_int("service_throttle_limit"),
+                                 (time_t)config_time("service_throttle_time")))
+                svc->throttle_logged = false;
+            break;
+        case 'P': {
+            char *end;
+            long pid = strtol(buf + 1, &end, 10);
+            if (svc->tmpl_pending > 0)
+                svc->tmpl_pending--;
+            if (*end != 0 || pid <= 1 || pid != (pid_t)pid) {
+                master_template_give_up(svc, "sent a bad process id");
+                return;
+            }
+            if (master_early_take((pid_t)pid))
+                break; /* already gone */
+            struct master_child *c = master_child_add(
+                svc, (pid_t)pid, mystrdup(svc->tmpl ? svc->tmpl->command : ""), now, false);
+            msg_debug("service %s: template forked process pid %ld", svc->name, (long)c->pid);
+            break;
+        }
+        default:
+            master_template_give_up(svc, "sent an unknown message");
+            return;
+        }
+    }
+}
+
+/* Ask the template for one worker; false when it cannot be asked. */
+static bool master_template_request(struct master_service *svc)
+{
+    for (;;) {
+        ssize_t n = send(svc->tmpl_fd, "S", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n == 1) {
+            svc->tmpl_pending++;
+            return true;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        return false;
+    }
 }
 
 void master_spawn_needed(time_t now)
@@ -147,11 +345,27 @@ void master_spawn_needed(time_t now)
             msg_info("service %s (%s): throttle ended, starting it again", svc->name, svc->argv[0]);
             svc->throttle_logged = false;
         }
-        if (svc->avail > 0)
+        if (svc->avail + svc->tmpl_pending > 0)
             continue;
-        if (svc->maxproc > 0 && svc->total >= svc->maxproc)
+        if (svc->maxproc > 0 && svc->total + svc->tmpl_pending >= svc->maxproc)
             continue;
-        master_spawn(svc, now);
+        if (master_use_template(svc)) {
+            if (svc->tmpl == NULL) {
+                master_spawn(svc, now, true);
+                if (svc->tmpl != NULL)
+                    continue;
+            } else if (!svc->tmpl_ready) {
+                /* Starting; a template that hangs in its start is replaced. */
+                if (now - svc->tmpl->started < MASTER_STARTUP_SECONDS)
+                    continue;
+                master_template_give_up(svc, "did not become ready");
+            } else if (master_template_request(svc)) {
+                continue;
+            } else {
+                master_template_give_up(svc, "does not take requests");
+            }
+        }
+        master_spawn(svc, now, false);
     }
 }
 
@@ -187,7 +401,22 @@ static void master_child_exited(struct master_child *c, int status, time_t now)
         quiet = true;
     }
 
-    if (svc) {
+    if (svc && c->is_template) {
+        if (svc->tmpl == c) {
+            master_template_read(svc, now); /* what it said before it went: "N", "P" */
+            if (svc->tmpl == c) {
+                svc->tmpl = NULL;
+                master_template_drop(svc); /* closes the socket, forgets requests */
+            }
+        }
+        /* A template that dies before it is ready failed to start. */
+        if (abnormal && !c->stopping && !svc->tmpl_refused &&
+            now - c->started < MASTER_STARTUP_SECONDS) {
+            if (throttle_failure(&svc->throttle, now, (int)config_int("service_throttle_limit"),
+                                 (time_t)config_time("service_throttle_time")))
+                svc->throttle_logged = false;
+        }
+    } else if (svc) {
         master_child_set_avail(c, false);
         svc->total--;
         /*
@@ -220,8 +449,11 @@ bool master_reap(void)
                 *pp = c->next;
                 break;
             }
-        if (c == NULL)
-            continue; /* not ours (e.g. a daemonizing leftover) */
+        if (c == NULL) {
+            /* A worker whose "P" is still unread, or an orphan we adopted. */
+            master_early_add(pid, now);
+            continue;
+        }
         any = true;
         master_child_exited(c, status, now);
         myfree(c->command);
@@ -278,6 +510,8 @@ void master_stop_children(struct master_service *svc, int sig)
     for (struct master_child *c = master_children; c; c = c->next) {
         if (svc != NULL && c->svc != svc)
             continue;
+        if (c->is_template && c->svc && c->svc->tmpl == c)
+            master_template_drop(c->svc);
         master_child_set_avail(c, false);
         c->stopping = true;
         if (kill(c->pid, sig) < 0 && errno != ESRCH)

@@ -57,6 +57,7 @@ int main(int argc, char **argv)
         .post_init = pop3d_post_init,
         .service = pop3d_service,
         .loop = NULL,
+        .template_ok = true,
     };
     msg_init("pop3d");
     server_main(argc, argv, &spec);

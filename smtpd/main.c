@@ -71,6 +71,7 @@ int main(int argc, char **argv)
         .pre_init = smtpd_tls_pre_init, /* certificates, before the privilege drop */
         .post_init = smtpd_post_init,
         .service = smtpd_service,
+        .template_ok = true,
     };
     server_main(argc, argv, &spec);
 }

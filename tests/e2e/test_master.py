@@ -161,3 +161,123 @@ class MasterThrottle(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def ppid(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def cmdline(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().decode(errors="replace").split("\0")
+
+
+def template_of(sb, command):
+    """The template pid `mailctl status` shows for the first service running command."""
+    for line in sb.status().splitlines():
+        words = line.split()
+        if len(words) > 2 and words[2] == command:
+            for w in words:
+                if w.startswith("template="):
+                    return int(w[9:])
+            return None
+    return None
+
+
+class MasterTemplates(unittest.TestCase):
+    """service_templates: workers are forked from one initialised process per service."""
+
+    def test_workers_are_masters_children_forked_from_the_template(self):
+        with Sandbox() as sb:
+            sb.start()
+            master = sb.master_pid()
+            self.assertTrue(banner(sb.host, sb.port("smtp")).startswith("220"))
+            tmpl = wait_for(lambda: template_of(sb, "smtpd"))
+            self.assertTrue(tmpl, sb.status())
+            self.assertEqual(ppid(tmpl), master)
+            self.assertIn("-T", cmdline(tmpl))
+            workers = wait_for(lambda: sb.service_pids("smtpd"))
+            self.assertTrue(workers, sb.status())
+            self.assertNotIn(tmpl, workers)
+            for pid in workers:
+                # adopted by master (subreaper), shown as a worker in ps
+                self.assertEqual(ppid(pid), master)
+                self.assertIn("-W", cmdline(pid))
+                self.assertNotIn("-T", cmdline(pid))
+            # local and smtp decline (template_ok unset): no template, exec'ed processes
+            self.assertIsNone(template_of(sb, "local"), sb.status())
+            for pid in sb.service_pids("local"):
+                self.assertNotIn("-T", cmdline(pid))
+                self.assertNotIn("-W", cmdline(pid))
+            # the other template services serve too
+            self.assertTrue(banner(sb.host, sb.port("pop3")).startswith("+OK"))
+            self.assertTrue(banner(sb.host, sb.port("imap")).startswith("* OK"))
+            self.assertTrue(template_of(sb, "pop3d"))
+            self.assertTrue(template_of(sb, "imapd"))
+            templates = [template_of(sb, c) for c in ("smtpd", "pop3d", "imapd")]
+            sb.stop()
+            left = [p for p in templates + workers if alive(p)]
+            self.assertEqual(left, [], "processes left after stop")
+
+    def test_killed_template_and_workers_are_replaced(self):
+        with Sandbox() as sb:
+            sb.start()
+            old = wait_for(lambda: template_of(sb, "smtpd"))
+            self.assertTrue(old, sb.status())
+            workers = sb.service_pids("smtpd")
+            os.kill(old, signal.SIGKILL)
+            wait_for(lambda: not alive(old))
+            # the workers it forked are master's and go on serving
+            self.assertTrue(banner(sb.host, sb.port("smtp")).startswith("220"))
+            for pid in workers:
+                os.kill(pid, signal.SIGKILL)
+            # a new worker is needed: master starts a new template, which forks it
+            new = wait_for(lambda: (template_of(sb, "smtpd") or 0) not in (0, old)
+                           and template_of(sb, "smtpd"))
+            self.assertTrue(new, sb.status())
+            self.assertTrue(banner(sb.host, sb.port("smtp")).startswith("220"))
+            fresh = wait_for(lambda: [p for p in sb.service_pids("smtpd") if p not in workers])
+            self.assertTrue(fresh, sb.status())
+            self.assertIn("-W", cmdline(fresh[0]))
+            # a killed template is not a failing service: no throttle
+            self.assertNotIn("throttled", sb.status())
+
+    def test_reload_replaces_the_template_and_new_workers_see_the_new_config(self):
+        with Sandbox() as sb:
+            sb.start()
+            old = wait_for(lambda: template_of(sb, "smtpd"))
+            self.assertTrue(old)
+            self.assertNotIn("reloaded-banner", banner(sb.host, sb.port("smtp")))
+            sb.set_param("smtpd_banner", "$myhostname ESMTP reloaded-banner")
+            sb.reload()
+            self.assertTrue(wait_for(lambda: "reloaded-banner" in banner(sb.host, sb.port("smtp"))),
+                            sb.log()[-2000:])
+            new = template_of(sb, "smtpd")
+            self.assertTrue(new)
+            self.assertNotEqual(new, old)
+            self.assertTrue(wait_for(lambda: not alive(old)))
+
+    def test_templates_off_execs_every_process(self):
+        with Sandbox(params={"service_templates": "no"}) as sb:
+            sb.start()
+            self.assertTrue(banner(sb.host, sb.port("smtp")).startswith("220"))
+            self.assertIsNone(template_of(sb, "smtpd"), sb.status())
+            master = sb.master_pid()
+            for pid in wait_for(lambda: sb.service_pids("smtpd")):
+                self.assertEqual(ppid(pid), master)
+                self.assertNotIn("-T", cmdline(pid))
+                self.assertNotIn("-W", cmdline(pid))
+
+    def test_template_that_cannot_start_throttles_like_any_process(self):
+        # a certificate that does not exist: imapd's pre_init fails in the template
+        with Sandbox(params={"service_throttle_time": "30s", "service_throttle_limit": "2",
+                             "imapd_tls_cert_file": "/nonexistent/cert.pem",
+                             "imapd_tls_key_file": "/nonexistent/key.pem"}) as sb:
+            sb.start()
+            log = wait_for(lambda: "throttled" in sb.log() and sb.log(), timeout=15)
+            self.assertTrue(log, sb.log()[-2000:])
+            self.assertIn("(imapd) throttled", log)
+            # the others run on
+            self.assertTrue(banner(sb.host, sb.port("smtp")).startswith("220"))
+            self.assertTrue(banner(sb.host, sb.port("pop3")).startswith("+OK"))
