@@ -25,8 +25,8 @@ const struct config_param params_qmgr[] = {
      "largest original message returned whole in a bounce (RET=FULL); larger ones get headers "
      "only"},
     {"queue_file_reuse_limit", CONFIG_INT, "10000", 0, 1000000,
-     "maximum number of delivered queue files kept (emptied) in pool/ for reuse by new mail, "
-     "which saves an inode allocation per message; 0 removes them"},
+     "maximum number of delivered queue files kept in pool/ (files over 128 KiB emptied) for "
+     "reuse by new mail, which saves an inode allocation per message; 0 removes them"},
     {"qmgr_stale_file_time", CONFIG_TIME, "1d", 60, 365 * DAY,
      "age after which qmgr removes left-over temporary (dot) files from queue directories"},
     {"transport_maps", CONFIG_LIST, "", 0, 0,

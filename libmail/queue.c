@@ -230,9 +230,9 @@ int queue_create(enum queue_dir dir, struct queue_new *qn, struct strbuf *err)
         random_hex(hex, 12);
         snprintf(qn->tmpname, sizeof(qn->tmpname), ".t%s", hex);
         queue_path(&path, dir, qn->tmpname);
-        /* A reused (emptied) file first: no inode allocation (queue_pool.h). */
+        /* A reused file first: no inode allocation (queue_pool.h). */
         if (dir == QUEUE_INCOMING && attempt == 0 &&
-            (qn->fd = queue_pool_take(dir, qn->tmpname)) >= 0)
+            (qn->fd = queue_pool_take(dir, qn->tmpname, &qn->stale_size)) >= 0)
             break;
         qn->fd = open(path.data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (qn->fd >= 0 || errno != EEXIST)
@@ -314,6 +314,15 @@ int queue_commit(struct queue_new *qn, struct strbuf *err)
         if (err)
             strbuf_printf(err, "fchmod: %s", strerror(errno));
         goto fail;
+    }
+    if (qn->stale_size > 0) {
+        /* A reused file (queue_pool.h): the writer wrote from offset 0; drop the old tail. */
+        off_t end = lseek(qn->fd, 0, SEEK_CUR);
+        if (end < 0 || (end < qn->stale_size && ftruncate(qn->fd, end) < 0)) {
+            if (err)
+                strbuf_printf(err, "truncate: %s", strerror(errno));
+            goto fail;
+        }
     }
     if (fsync(qn->fd) < 0) {
         if (err)

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "strbuf.h"
 
@@ -59,6 +60,7 @@ int queue_make_dirs(const char *root, bool sandbox, struct strbuf *err);
 /* An open, not yet committed queue file. */
 struct queue_new {
     int fd;
+    off_t stale_size; /* a reused file's old size: queue_commit cuts what was not overwritten */
     enum queue_dir dir;
     char id[QUEUE_ID_MAX];
     char tmpname[64];

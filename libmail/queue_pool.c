@@ -3,8 +3,13 @@
  *
  * take() keeps a small per-process list of names read from pool/ with one
  * getdents; several processes read the same names, so a rename that finds
- * nothing (ENOENT: a sibling was faster) just moves on to the next name.
- * The list is shuffled so that siblings do not all race for the same one.
+ * nothing (ENOENT: a sibling was faster) moves on. The list is shuffled so
+ * that siblings do not all race for the same one. A miss means the list is
+ * stale (a busy smtpd reads it only every few dozen milliseconds, in which
+ * time its siblings take most of a small pool), so the next try reads pool/
+ * again rather than walking the rest of the stale list: a failed rename
+ * between two directories takes the file system's rename lock like a real
+ * one, while a fresh listing costs a getdents and no lock.
  */
 #include "queue_pool.h"
 
@@ -22,6 +27,7 @@
 
 #define POOL_BATCH 64     /* names remembered per refill */
 #define POOL_TRIES 16     /* renames tried per take */
+#define POOL_REFILLS 3    /* listings of pool/ per take */
 #define POOL_EMPTY_MS 200 /* an empty pool is not looked at again for this long */
 
 static struct {
@@ -96,36 +102,43 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-int queue_pool_take(enum queue_dir dir, const char *tmpname)
+int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r)
 {
     struct strbuf from = STRBUF_INIT, to = STRBUF_INIT;
     int fd = -1;
-    bool refilled = false;
+    int refills = 0;
 
     if (cache.next >= cache.n && mono_ms() < cache.empty_until_ms)
         return -1;
     strbuf_printf(&to, "%s/%s/%s", queue_root(), queue_dir_name(dir), tmpname);
     for (int tries = 0; tries < POOL_TRIES && fd < 0; tries++) {
         if (cache.next >= cache.n) {
-            if (refilled || !refill()) {
+            if (refills >= POOL_REFILLS)
+                break; /* contended, not empty: create a file this time */
+            if (!refill()) {
                 cache.empty_until_ms = mono_ms() + POOL_EMPTY_MS;
                 break;
             }
-            refilled = true;
+            refills++;
         }
         const char *name = cache.names[cache.next++];
         strbuf_reset(&from);
         strbuf_printf(&from, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, name);
         if (rename_noreplace(from.data, to.data) < 0) {
-            if (errno == ENOENT)
-                continue; /* a sibling took it */
-            break;        /* anything else: create a file the usual way */
+            if (errno == ENOENT) {
+                cache.next = cache.n; /* a sibling took it: the list is stale, read pool/ again */
+                continue;
+            }
+            break; /* anything else: create a file the usual way */
         }
         fd = open(to.data, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-            st.st_uid == geteuid() && (st.st_size == 0 || ftruncate(fd, 0) == 0))
+            st.st_uid == geteuid() &&
+            (st.st_size <= QUEUE_POOL_KEEP_BYTES || ftruncate(fd, 0) == 0)) {
+            *size_r = st.st_size <= QUEUE_POOL_KEEP_BYTES ? st.st_size : 0;
             break;
+        }
         /* Not a file we would have put there: drop it, never write into it. */
         msg_warn("%s: unexpected file in the queue file pool: removed", from.data);
         if (fd >= 0)
@@ -151,12 +164,19 @@ int queue_pool_put(enum queue_dir dir, const char *id, int fd)
     queue_path(&from, dir, id);
     strbuf_printf(&to, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, id);
     /*
-     * Truncate first: once the file is in pool/ a new message may be written
-     * into it at any moment, so it must never be touched through fd again. A
+     * A small file keeps its bytes: truncating it would free its block (a
+     * synchronous discard on a "discard" mount) only for the next message
+     * to allocate one again; its next writer overwrites it and cuts off the
+     * rest (queue_commit). A large one is emptied first, to bound the pool's
+     * disk use: once the file is in pool/ a new message may be written into
+     * it at any moment, so it must never be touched through fd again. A
      * crash in between leaves an empty file in dir/, which qmgr recognises
      * (a queue file is never empty) and removes.
      */
-    rc = ftruncate(fd, 0);
+    struct stat st;
+    rc = fstat(fd, &st);
+    if (rc == 0 && st.st_size > QUEUE_POOL_KEEP_BYTES)
+        rc = ftruncate(fd, 0);
     if (rc == 0)
         rc = rename_noreplace(from.data, to.data);
     int saved = errno;

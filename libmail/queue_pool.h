@@ -5,16 +5,23 @@
  * ext4 the allocator skips inodes freed in the last minute (without a
  * journal it checks each one in the inode table, under the directory
  * lock), so a queue that creates and removes a thousand files a second
- * spends most of its create time scanning. Instead, qmgr empties a file it
- * is done with and renames it into pool/; queue_create() for incoming/
+ * spends most of its create time scanning. Instead, qmgr renames a file it
+ * is done with into pool/; queue_create() for incoming/
  * renames one back under a temporary name and writes the new message into
- * it. Every step is a rename, so a crash leaves either an empty file in
- * pool/ or an ordinary temporary (dot) file in incoming/.
+ * it. Every step is a rename, so a crash leaves either a file in pool/
+ * (never read) or an ordinary temporary (dot) file in incoming/.
  *
- * A pool file is always empty (truncated before it enters pool/), owned by
- * mail_owner, mode 0600. Names in pool/ are the queue IDs the files last
- * had; they mean nothing. qmgr bounds the pool (queue_file_reuse_limit)
- * and removes files that sat unused for a queue run (queue_pool_trim).
+ * A pool file is owned by mail_owner, mode 0600, and holds either nothing
+ * or the old bytes of a delivered message (at most QUEUE_POOL_KEEP_BYTES;
+ * larger files are truncated to zero before they enter pool/). Nothing ever
+ * reads a pool file: its next writer overwrites it from offset 0 and
+ * truncates what is left over before the fsync (queue_commit), so a
+ * delivered 1 KiB file keeps its data block and is neither freed nor
+ * allocated again (with the "discard" mount option, every freed extent is
+ * a synchronous discard request to the device). Names in pool/ are the
+ * queue IDs the files last had; they mean nothing. qmgr bounds the pool
+ * (queue_file_reuse_limit) and removes files that sat unused for a queue
+ * run (queue_pool_trim).
  *
  * Callers: queue.c (take), qmgr (put, trim).
  */
@@ -23,24 +30,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "queue.h"
 
 #define QUEUE_POOL_DIR "pool"
 
+/* Files up to this size keep their bytes (and blocks) in pool/; larger ones are emptied. */
+#define QUEUE_POOL_KEEP_BYTES (128 * 1024)
+
 /*
- * Take an empty file from pool/ and rename it to dir/tmpname (which must
- * not exist). Returns an fd open read-write, or -1 when the pool is empty
- * or unusable (the caller creates a new file). Remembers an empty pool for
- * a second, so an idle pool costs nothing.
+ * Take a file from pool/ and rename it to dir/tmpname (which must not
+ * exist). Returns an fd open read-write at offset 0, with the file's old
+ * size in *size_r (stale bytes the caller must overwrite or truncate away
+ * before it commits the file), or -1 when the pool is empty or unusable
+ * (the caller creates a new file). Remembers an empty pool for 200 ms, so
+ * an idle pool costs nothing.
  */
-int queue_pool_take(enum queue_dir dir, const char *tmpname);
+int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r);
 
 /*
  * Put the file dir/id, whose open descriptor is fd, into pool/: truncate
- * it to zero, then rename. 0, or -1 with errno (the file is left in dir/,
- * possibly empty). The caller must not use fd for anything but close().
+ * it to zero if it is larger than QUEUE_POOL_KEEP_BYTES, then rename. 0,
+ * or -1 with errno (the file is left in dir/, possibly empty). The caller
+ * must not use fd for anything but close().
  */
 int queue_pool_put(enum queue_dir dir, const char *id, int fd);
 

@@ -294,7 +294,7 @@ void qmgr_finalize(struct qmgr_msg *m)
     qmgr_success(m); /* RFC 3461 NOTIFY=SUCCESS: this round's deliveries (bounce.c) */
 
     if (npending == 0) {
-        /* Done: the emptied file goes to pool/ for the next message (queue_pool.h). */
+        /* Done: the file goes to pool/ for the next message (queue_pool.h). */
         if (qmgr.pool_files < (size_t)qmgr.reuse_limit &&
             queue_pool_put(QUEUE_ACTIVE, m->id, m->fd) == 0) {
             qmgr.pool_files++;

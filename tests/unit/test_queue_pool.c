@@ -7,6 +7,7 @@
 
 #include "test_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,7 +45,7 @@ static void commit_msg(struct queue_new *qn, const char *text)
     assert_int_equal(queue_commit(qn, NULL), 0);
 }
 
-static void test_pool_put_empties_and_take_reuses_the_inode(void **state)
+static void test_pool_take_reuses_the_inode_and_commit_cuts_the_old_bytes(void **state)
 {
     (void)state;
     struct queue_new a, b;
@@ -58,8 +59,9 @@ static void test_pool_put_empties_and_take_reuses_the_inode(void **state)
     close(fd);
     assert_true(queue_open(QUEUE_INCOMING, a.id, false) < 0);
 
-    /* The next new file is the same inode, empty, under a new ID (after the
-     * 200 ms for which the first create remembered the pool as empty). */
+    /* The next new file is the same inode under a new ID (after the 200 ms
+     * for which the first create remembered the pool as empty), holding only
+     * the new, shorter message: the old bytes past it are cut at commit. */
     usleep(250 * 1000);
     commit_msg(&b, "second");
     fd = queue_open(QUEUE_INCOMING, b.id, false);
@@ -75,7 +77,68 @@ static void test_pool_put_empties_and_take_reuses_the_inode(void **state)
 static void test_pool_take_on_empty_pool_returns_minus_one(void **state)
 {
     (void)state;
-    assert_int_equal(queue_pool_take(QUEUE_INCOMING, ".tnothing"), -1);
+    off_t size = -1;
+    assert_int_equal(queue_pool_take(QUEUE_INCOMING, ".tnothing", &size), -1);
+}
+
+/* Count the bytes of the only file in pool/ (-1: none or several). */
+static off_t pool_file_size(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", root, QUEUE_POOL_DIR);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    off_t size = -1;
+    int n = 0;
+    assert_non_null(d);
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_name[0] == '.')
+            continue;
+        assert_int_equal(fstatat(dirfd(d), de->d_name, &st, 0), 0);
+        size = st.st_size;
+        n++;
+    }
+    closedir(d);
+    return n == 1 ? size : -1;
+}
+
+static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **state)
+{
+    (void)state;
+    struct queue_new a, b;
+    static char big[QUEUE_POOL_KEEP_BYTES + 2];
+
+    /* Small: its block stays (no free, no discard); the bytes are stale, never read. */
+    commit_msg(&a, "small message");
+    int fd = queue_open(QUEUE_INCOMING, a.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd), 0);
+    close(fd);
+    assert_int_equal(pool_file_size(), 13);
+    assert_int_equal(queue_pool_trim(0, 0), 0);
+
+    /* Large: emptied before it enters pool/, so the pool's disk use stays bounded. */
+    memset(big, 'x', sizeof(big) - 1);
+    commit_msg(&b, big);
+    fd = queue_open(QUEUE_INCOMING, b.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, b.id, fd), 0);
+    close(fd);
+    assert_int_equal(pool_file_size(), 0);
+
+    /* take reports a kept file's stale size to its next writer. */
+    commit_msg(&a, "small message");
+    fd = queue_open(QUEUE_INCOMING, a.id, true);
+    assert_int_equal(queue_pool_trim(0, 0), 0);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd), 0);
+    close(fd);
+    usleep(250 * 1000); /* past the 200 ms for which an empty pool is remembered */
+    off_t stale = -1;
+    fd = queue_pool_take(QUEUE_INCOMING, ".tstale", &stale);
+    assert_true(fd >= 0);
+    assert_int_equal(stale, 13);
+    close(fd);
 }
 
 static void test_pool_trim_keeps_at_most_keep(void **state)
@@ -98,8 +161,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         /* Before the empty-pool test: an empty pool is not looked at again for 200 ms. */
-        cmocka_unit_test_setup_teardown(test_pool_put_empties_and_take_reuses_the_inode, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_pool_take_reuses_the_inode_and_commit_cuts_the_old_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_put_keeps_a_small_file_and_empties_a_large_one,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_trim_keeps_at_most_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_take_on_empty_pool_returns_minus_one, setup,
                                         teardown),
