@@ -80,7 +80,7 @@ void imapd_cmd_copy(struct imap_session *s, const char *tag, struct imap_parser 
     src_uids = mycalloc(count ? count : 1, sizeof(*src_uids));
     dst_uids = mycalloc(count ? count : 1, sizeof(*dst_uids));
     for (size_t k = 0; k < count; k++) {
-        src_uids[k] = s->view.msgs[idx[k]].uid;
+        src_uids[k] = s->view.uids[idx[k]];
         if (mbox_rec_by_uid(s->mbox, src_uids[k], NULL) == NULL) {
             imapd_tagged(s, tag, IMAP_NO, "EXPUNGEISSUED",
                          "Some of the requested messages no longer exist");
@@ -210,7 +210,7 @@ void imapd_cmd_uid_expunge(struct imap_session *s, const char *tag, struct imap_
     uint32_t *uids = mycalloc(count ? count : 1, sizeof(*uids));
     size_t n = 0;
     for (size_t k = 0; k < count; k++) {
-        const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.msgs[idx[k]].uid, NULL);
+        const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.uids[idx[k]], NULL);
         if (r != NULL && (r->flags & MBOX_F_DELETED))
             uids[n++] = r->uid;
     }

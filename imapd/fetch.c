@@ -627,7 +627,7 @@ void imapd_cmd_fetch(struct imap_session *s, const char *tag, struct imap_parser
         /* Decide, and set \Seen for the batch in one index transaction
          * (committed before any output: never hold it across network I/O). */
         for (size_t k = base; k < end; k++) {
-            uint32_t muid = s->view.msgs[idx[k]].uid;
+            uint32_t muid = s->view.uids[idx[k]];
             const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, muid, NULL);
             unsigned char t = FETCH;
             if (r == NULL)
@@ -654,7 +654,7 @@ void imapd_cmd_fetch(struct imap_session *s, const char *tag, struct imap_parser
         strbuf_release(&err);
         for (size_t k = base; k < end; k++) {
             size_t vi = idx[k];
-            const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.msgs[vi].uid, NULL);
+            const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.uids[vi], NULL);
             if (todo[k - base] == GONE || r == NULL) {
                 ctx.expunged = true;
                 continue;

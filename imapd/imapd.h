@@ -55,6 +55,7 @@ struct imapd_params {
     long long error_limit;        /* imapd_error_limit: BAD commands before BYE */
     long long user_conn_limit;    /* imapd_user_connection_limit, per user */
     long long idle_notify_ms;     /* imapd_idle_check_interval, in ms */
+    long long release_ms;         /* imapd_idle_release_delay, in ms; 0 = never */
     bool plaintext_auth;          /* imapd_plaintext_auth */
     bool plaintext_auth_loopback; /* imapd_plaintext_auth_loopback */
     int tls_timeout_ms;           /* tls_handshake_timeout */
@@ -79,10 +80,10 @@ enum imap_state {
 #define IMAPD_ENABLE_UTF8 0x04u      /* RFC 6855 UTF8=ACCEPT: UTF-8 names on the wire */
 #define IMAPD_ENABLE_REV2 0x08u      /* RFC 9051 IMAP4rev2 */
 
-/* One message of the session's view: sequence number = index + 1. */
-struct imap_view_msg {
+/* FLAGS of a message this session was told (FETCH, STORE) at a modseq above view.modseq. */
+struct imap_view_told {
     uint32_t uid;
-    uint64_t modseq; /* the modseq whose flags this session was last told (or saw at SELECT) */
+    uint64_t modseq;
 };
 
 /*
@@ -90,11 +91,16 @@ struct imap_view_msg {
  * message sequence numbers it knows. It changes only when the session is
  * told: new messages by EXISTS, removals by EXPUNGE/VANISHED, which may only
  * be sent when no FETCH/STORE/SEARCH (by sequence number) is running.
+ * 4 bytes a message: it stays while an idle session gives back the rest.
  */
 struct imap_view {
-    struct imap_view_msg *msgs;
+    uint32_t *uids; /* sequence number = index + 1 */
     size_t count, cap;
-    uint64_t modseq;  /* everything up to this modseq was reported */
+    uint64_t modseq; /* everything up to this modseq was reported */
+    /* Changes the session saw by itself since the last sync (usually none):
+     * imapd_view_sync does not send them again. Emptied by every sync. */
+    struct imap_view_told *told;
+    size_t ntold, captold;
     uint32_t uidnext; /* UIDNEXT as last reported */
     uint32_t uidvalidity;
     size_t recent;        /* RECENT as last reported */
@@ -130,6 +136,9 @@ struct imap_session {
      * untagged updates the command may carry before its tagged reply. */
     unsigned sync_flags;
     unsigned long commands; /* for the log */
+    /* Idle memory given back (imapd_idle_release_delay); cleared by the next
+     * command or folder sync in IDLE. */
+    bool released;
 };
 
 /* ---- replies (queued on the stream; the loop flushes) ---- */

@@ -15,6 +15,7 @@
 #include "imapd.h"
 #include "msg.h"
 #include "server.h"
+#include "vuser.h"
 
 struct imapd_params imapd_params;
 struct tls_ctx *imapd_tls_ctx;
@@ -40,6 +41,7 @@ void imapd_params_load(void)
     imapd_params.error_limit = config_int("imapd_error_limit");
     imapd_params.user_conn_limit = config_int("imapd_user_connection_limit");
     imapd_params.idle_notify_ms = config_time("imapd_idle_check_interval") * 1000;
+    imapd_params.release_ms = config_time("imapd_idle_release_delay") * 1000;
     imapd_params.plaintext_auth = config_bool("imapd_plaintext_auth");
     imapd_params.plaintext_auth_loopback = config_bool("imapd_plaintext_auth_loopback");
     imapd_params.tls_timeout_ms = (int)config_time("tls_handshake_timeout") * 1000;
@@ -59,6 +61,18 @@ static void imapd_pre_init(void)
 static void imapd_post_init(void)
 {
     imapd_params_load();
+    /*
+     * Open virtual_user_maps now rather than at the first login: in a
+     * template (service_templates) the table's handle and cache are then
+     * shared copy-on-write by every worker instead of built by each (~25 KiB
+     * of heap a worker, scattered over more pages). A worker reopens it by
+     * itself when the table file changes (dict.c). Errors show at login.
+     */
+    struct vuser u;
+    struct strbuf err = STRBUF_INIT;
+    if (vuser_lookup("tegami-imapd-template", &u, &err) > 0)
+        vuser_release(&u);
+    strbuf_release(&err);
 }
 
 int main(int argc, char **argv)

@@ -161,10 +161,10 @@ void imapd_cmd_search(struct imap_session *s, const char *tag, struct imap_parse
     uint32_t *hits = mymalloc((s->view.count ? s->view.count : 1) * sizeof(*hits));
     size_t nhits = 0;
     uint64_t maxmodseq = 0;
-    uint32_t max_uid = s->view.count ? s->view.msgs[s->view.count - 1].uid : 0;
+    uint32_t max_uid = s->view.count ? s->view.uids[s->view.count - 1] : 0;
 
     for (size_t vi = 0; vi < s->view.count; vi++) {
-        uint32_t muid = s->view.msgs[vi].uid;
+        uint32_t muid = s->view.uids[vi];
         static const struct mbox_rec gone = {0};
         const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, muid, NULL);
         struct search_msg sm;

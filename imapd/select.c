@@ -19,20 +19,19 @@
 
 /* ---- the view ----------------------------------------------------------- */
 
-static void view_push(struct imap_view *v, uint32_t uid, uint64_t modseq)
+static void view_push(struct imap_view *v, uint32_t uid)
 {
     if (v->count == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 64;
-        v->msgs = myreallocarray(v->msgs, v->cap, sizeof(*v->msgs));
+        v->cap = v->cap + v->cap / 2 + 64; /* geometric, and from 0 or 1 too */
+        v->uids = myreallocarray(v->uids, v->cap, sizeof(*v->uids));
     }
-    v->msgs[v->count].uid = uid;
-    v->msgs[v->count].modseq = modseq;
-    v->count++;
+    v->uids[v->count++] = uid;
 }
 
 static void view_free(struct imap_view *v)
 {
-    myfree(v->msgs);
+    myfree(v->uids);
+    myfree(v->told);
     memset(v, 0, sizeof(*v));
 }
 
@@ -42,12 +41,12 @@ static long view_find(const struct imap_view *v, uint32_t uid)
     size_t lo = 0, hi = v->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (v->msgs[mid].uid < uid)
+        if (v->uids[mid] < uid)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < v->count && v->msgs[lo].uid == uid ? (long)lo : -1;
+    return lo < v->count && v->uids[lo] == uid ? (long)lo : -1;
 }
 
 /* First index whose uid >= uid. */
@@ -56,7 +55,7 @@ static size_t view_lower_bound(const struct imap_view *v, uint32_t uid)
     size_t lo = 0, hi = v->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (v->msgs[mid].uid < uid)
+        if (v->uids[mid] < uid)
             lo = mid + 1;
         else
             hi = mid;
@@ -72,8 +71,39 @@ uint32_t imapd_view_seq(const struct imap_session *s, uint32_t uid)
 
 void imapd_view_reported(struct imap_session *s, size_t i, uint64_t modseq)
 {
-    if (i < s->view.count && modseq > s->view.msgs[i].modseq)
-        s->view.msgs[i].modseq = modseq;
+    struct imap_view *v = &s->view;
+    /* At or below view.modseq the next sync does not report it anyway. */
+    if (i >= v->count || modseq <= v->modseq)
+        return;
+    if (v->ntold == v->captold) {
+        v->captold = v->captold ? 2 * v->captold : 16;
+        v->told = myreallocarray(v->told, v->captold, sizeof(*v->told));
+    }
+    v->told[v->ntold].uid = v->uids[i];
+    v->told[v->ntold].modseq = modseq;
+    v->ntold++;
+}
+
+static int told_cmp(const void *a, const void *b)
+{
+    const struct imap_view_told *x = a, *y = b;
+    if (x->uid != y->uid)
+        return x->uid < y->uid ? -1 : 1;
+    return x->modseq < y->modseq ? -1 : x->modseq > y->modseq;
+}
+
+/* The highest modseq at which the session was told uid's FLAGS since the last sync, or 0. */
+static uint64_t told_modseq(const struct imap_view *v, uint32_t uid)
+{
+    size_t lo = 0, hi = v->ntold;
+    while (lo < hi) { /* last entry with this uid: the highest modseq (sorted) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->told[mid].uid <= uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 && v->told[lo - 1].uid == uid ? v->told[lo - 1].modseq : 0;
 }
 
 static int cmp_size(const void *a, const void *b)
@@ -127,7 +157,7 @@ bool imapd_view_resolve(struct imap_session *s, const struct imap_seqset *set, b
             }
         }
     } else if (v->count > 0) {
-        uint32_t maxuid = v->msgs[v->count - 1].uid;
+        uint32_t maxuid = v->uids[v->count - 1];
         for (size_t k = 0; k < set->count; k++) {
             uint32_t lo = set->ranges[k].lo, hi = set->ranges[k].hi;
             if (lo == IMAP_SEQ_STAR)
@@ -139,7 +169,7 @@ bool imapd_view_resolve(struct imap_session *s, const struct imap_seqset *set, b
                 lo = hi;
                 hi = t;
             }
-            for (size_t i = view_lower_bound(v, lo); i < v->count && v->msgs[i].uid <= hi; i++) {
+            for (size_t i = view_lower_bound(v, lo); i < v->count && v->uids[i] <= hi; i++) {
                 if (n == cap)
                     out = myreallocarray(out, cap *= 2, sizeof(*out));
                 out[n++] = i;
@@ -258,15 +288,15 @@ static void send_flags_update(struct imap_session *s, uint32_t seq, const struct
 struct flag_ctx {
     struct imap_session *s;
     bool quiet;
+    size_t first_new; /* view index of the first message this sync added (told by EXISTS) */
 };
 
 static void flag_change_cb(void *ctx, const struct mbox_rec *r)
 {
     struct flag_ctx *fc = ctx;
     long i = view_find(&fc->s->view, r->uid);
-    if (i < 0 || r->modseq <= fc->s->view.msgs[i].modseq)
+    if (i < 0 || (size_t)i >= fc->first_new || r->modseq <= told_modseq(&fc->s->view, r->uid))
         return;
-    fc->s->view.msgs[i].modseq = r->modseq;
     if (!fc->quiet)
         send_flags_update(fc->s, (uint32_t)i + 1, r, false);
 }
@@ -284,7 +314,7 @@ void imapd_view_sync(struct imap_session *s, unsigned flags)
     }
     strbuf_release(&err);
     size_t total = mbox_count(s->mbox);
-    uint32_t maxuid = v->count ? v->msgs[v->count - 1].uid : 0;
+    uint32_t maxuid = v->count ? v->uids[v->count - 1] : 0;
     /* Records above the view's last UID are new; the rest must all be in the view. */
     size_t first_new = total;
     while (first_new > 0 && mbox_rec_at(s->mbox, first_new - 1)->uid > maxuid)
@@ -299,18 +329,18 @@ void imapd_view_sync(struct imap_session *s, unsigned flags)
             bool qresync = (s->enabled & IMAPD_ENABLE_QRESYNC) != 0;
             for (size_t i = 0; i < v->count; i++) {
                 const struct mbox_rec *r = j < first_new ? mbox_rec_at(s->mbox, j) : NULL;
-                while (r && r->uid < v->msgs[i].uid) {
+                while (r && r->uid < v->uids[i]) {
                     j++;
                     r = j < first_new ? mbox_rec_at(s->mbox, j) : NULL;
                 }
-                if (r && r->uid == v->msgs[i].uid) {
-                    v->msgs[w++] = v->msgs[i];
+                if (r && r->uid == v->uids[i]) {
+                    v->uids[w++] = v->uids[i];
                     j++;
                     continue;
                 }
                 if (qresync) {
                     gone = myreallocarray(gone, ngone + 1, sizeof(*gone));
-                    gone[ngone++] = v->msgs[i].uid;
+                    gone[ngone++] = v->uids[i];
                 } else {
                     /* The sequence number as the client knows it now. */
                     imapd_untagged(s, "%zu EXPUNGE", w + 1);
@@ -330,10 +360,8 @@ void imapd_view_sync(struct imap_session *s, unsigned flags)
     }
     /* New messages: EXISTS (and RECENT for IMAP4rev1). */
     size_t before = v->count;
-    for (size_t i = first_new; i < total; i++) {
-        const struct mbox_rec *r = mbox_rec_at(s->mbox, i);
-        view_push(v, r->uid, r->modseq);
-    }
+    for (size_t i = first_new; i < total; i++)
+        view_push(v, mbox_rec_at(s->mbox, i)->uid);
     size_t recent = mbox_recent_count(s->mbox);
     if (v->count != before) {
         imapd_untagged(s, "%zu EXISTS", v->count);
@@ -346,9 +374,18 @@ void imapd_view_sync(struct imap_session *s, unsigned flags)
     /* Flag changes not yet reported. */
     uint64_t high = mbox_highestmodseq(s->mbox);
     if (high > v->modseq) {
-        struct flag_ctx fc = {s, (flags & IMAPD_SYNC_QUIET) != 0};
+        struct flag_ctx fc = {s, (flags & IMAPD_SYNC_QUIET) != 0, before};
+        if (v->ntold > 1)
+            qsort(v->told, v->ntold, sizeof(*v->told), told_cmp);
         mbox_changed_since(s->mbox, v->modseq, flag_change_cb, &fc);
         v->modseq = high;
+    }
+    /* Everything told is at or below view.modseq now. */
+    v->ntold = 0;
+    if (v->captold > 64) {
+        myfree(v->told);
+        v->told = NULL;
+        v->captold = 0;
     }
     v->uidnext = mbox_uidnext(s->mbox);
 }
@@ -559,12 +596,9 @@ void imapd_cmd_select(struct imap_session *s, const char *tag, struct imap_parse
     memset(&s->view, 0, sizeof(s->view));
     size_t total = mbox_count(s->mbox);
     s->view.cap = total ? total : 16;
-    s->view.msgs = myreallocarray(NULL, s->view.cap, sizeof(*s->view.msgs));
-    for (size_t i = 0; i < total; i++) {
-        const struct mbox_rec *r = mbox_rec_at(s->mbox, i);
-        s->view.msgs[i].uid = r->uid;
-        s->view.msgs[i].modseq = r->modseq;
-    }
+    s->view.uids = myreallocarray(NULL, s->view.cap, sizeof(*s->view.uids));
+    for (size_t i = 0; i < total; i++)
+        s->view.uids[i] = mbox_rec_at(s->mbox, i)->uid;
     s->view.count = total;
     s->view.modseq = mbox_highestmodseq(s->mbox);
     s->view.uidnext = mbox_uidnext(s->mbox);
@@ -610,7 +644,7 @@ static uint32_t *deleted_uids(struct imap_session *s, size_t *n_r)
     uint32_t *uids = NULL;
     size_t n = 0;
     for (size_t i = 0; i < s->view.count; i++) {
-        const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.msgs[i].uid, NULL);
+        const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, s->view.uids[i], NULL);
         if (r && (r->flags & MBOX_F_DELETED)) {
             uids = myreallocarray(uids, n + 1, sizeof(*uids));
             uids[n++] = r->uid;

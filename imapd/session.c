@@ -7,11 +7,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -179,16 +181,98 @@ void imapd_write_nstring(struct imap_session *s, const char *data, size_t len)
         imapd_write_string(s, data, len);
 }
 
+/* ---- memory ------------------------------------------------------------- */
+
+/* A session end trims the heap when at least this much more is free than
+ * after the last trim. */
+#define TRIM_SLACK (256 * 1024)
+
+/* Free heap bytes after our last malloc_trim (SIZE_MAX: not known yet). */
+static size_t heap_free_trimmed = SIZE_MAX;
+
+/*
+ * Give free heap pages back to the kernel (malloc_trim also drops this
+ * worker's private copies of the template's pages that are free now).
+ * Unless force, only when there is much more free than last time.
+ */
+static void heap_trim(bool force)
+{
+    size_t free_now = mallinfo2().fordblks;
+    if (heap_free_trimmed == SIZE_MAX)
+        heap_free_trimmed = free_now; /* the first session: its start is the reference */
+    if (!force && free_now < heap_free_trimmed + TRIM_SLACK)
+        return;
+    (void)malloc_trim(0);
+    heap_free_trimmed = mallinfo2().fordblks;
+}
+
 /* ---- input -------------------------------------------------------------- */
+
+static long long ms_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)(now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/*
+ * No input for imapd_idle_release_delay after our last response: give back
+ * what an idle session can rebuild cheaply. The selected folder's Berkeley
+ * DB handle and records (most of an idle session's heap: ~170 KiB of DB
+ * cache and ~100 bytes a message) come back at the next command
+ * (mbox_resume) or folder change (mbox_sync), the stream's empty buffers
+ * (32 KiB) at the next read or write; drop1/drop2 are the caller's buffers
+ * that hold nothing of value now (may be NULL). heap_trim then hands the
+ * free heap pages back to the kernel.
+ */
+static void session_release(struct imap_session *s, struct strbuf *drop1, struct strbuf *drop2)
+{
+    if (s->released)
+        return;
+    if (s->mbox != NULL && !mbox_released(s->mbox)) {
+        struct strbuf err = STRBUF_INIT;
+        if (mbox_release(s->mbox, &err) < 0)
+            msg_warn("user=%s, folder=%s: release: %s", s->user, s->folder, strbuf_str(&err));
+        strbuf_release(&err);
+    }
+    if (drop1 != NULL)
+        strbuf_release(drop1);
+    if (drop2 != NULL)
+        strbuf_release(drop2);
+    stream_release_buffers(s->stream); /* 32 KiB, back at the next read/write */
+    heap_trim(true);
+    s->released = true;
+}
+
+/*
+ * Before a command: reload the selected folder's records if the session
+ * gave them back. false (logged, BYE sent) when the folder cannot be read.
+ */
+static bool session_resume(struct imap_session *s)
+{
+    if (s->mbox == NULL || !mbox_released(s->mbox))
+        return true;
+    struct strbuf err = STRBUF_INIT;
+    bool ok = mbox_resume(s->mbox, &err) == 0;
+    if (!ok) {
+        msg_warn("user=%s, folder=%s: resume: %s", s->user, s->folder, strbuf_str(&err));
+        imapd_untagged(s, "BYE Internal error: the selected mailbox cannot be read.");
+        s->state = IMAP_STATE_LOGOUT;
+    }
+    strbuf_release(&err);
+    return ok;
+}
 
 /*
  * Wait for input in slices of a second, so that SIGTERM from master
  * (server_should_exit) ends an idle session promptly. extra_fd (or -1) is
- * also watched (IDLE: the folder's change fd). 1 input ready, 2 extra_fd
- * ready, 3 slice_ms elapsed (if > 0), 0 timeout, -1 the process should exit.
+ * also watched (IDLE: the folder's change fd). After imapd_idle_release_delay
+ * without input the session gives back its idle memory (session_release,
+ * with drop1/drop2). 1 input ready, 2 extra_fd ready, 3 slice_ms elapsed
+ * (if > 0), 0 timeout, -1 the process should exit.
  */
 static int wait_for_input(struct imap_session *s, long long timeout_s, int extra_fd,
-                          long long slice_ms)
+                          long long slice_ms, struct strbuf *drop1, struct strbuf *drop2)
 {
     struct timespec start, last;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -198,9 +282,17 @@ static int wait_for_input(struct imap_session *s, long long timeout_s, int extra
             return -1;
         if (stream_buffered(s->stream) > 0)
             return 1;
+        int wait_ms = 1000;
+        if (!s->released && imapd_params.release_ms > 0) {
+            long long left = imapd_params.release_ms - ms_since(&start);
+            if (left <= 0)
+                session_release(s, drop1, drop2);
+            else if (left < wait_ms)
+                wait_ms = (int)left;
+        }
         struct pollfd pfd[2] = {{.fd = stream_fd(s->stream), .events = POLLIN, .revents = 0},
                                 {.fd = extra_fd, .events = POLLIN, .revents = 0}};
-        int n = poll(pfd, extra_fd >= 0 ? 2 : 1, 1000);
+        int n = poll(pfd, extra_fd >= 0 ? 2 : 1, wait_ms);
         if (n > 0 && pfd[0].revents)
             return 1;
         if (n > 0 && extra_fd >= 0 && pfd[1].revents)
@@ -806,7 +898,8 @@ static void cmd_idle(struct imap_session *s, const char *tag, struct imap_parser
                           : wait_for_input(s, left, fd,
                                            imapd_params.idle_notify_ms < IDLE_KEEPALIVE_S * 1000
                                                ? imapd_params.idle_notify_ms
-                                               : IDLE_KEEPALIVE_S * 1000);
+                                               : IDLE_KEEPALIVE_S * 1000,
+                                           &line, NULL);
         if (w < 0) {
             imapd_untagged(s, "BYE Server shutting down.");
             s->state = IMAP_STATE_LOGOUT;
@@ -821,8 +914,14 @@ static void cmd_idle(struct imap_session *s, const char *tag, struct imap_parser
         if (w == 2 || w == 3) {
             if (w == 2)
                 imapd_view_change_ack(s);
-            if (s->state == IMAP_STATE_SELECTED && s->mbox)
-                imapd_view_sync(s, IMAPD_SYNC_EXPUNGES);
+            if (s->state != IMAP_STATE_SELECTED || s->mbox == NULL)
+                continue;
+            /* The periodic check of a released folder reloads nothing unless
+             * the cheap test (change counter, directory mtimes) says so. */
+            if (w == 3 && mbox_released(s->mbox) && !mbox_changed(s->mbox))
+                continue;
+            imapd_view_sync(s, IMAPD_SYNC_EXPUNGES);
+            s->released = false; /* let it go again after the delay */
             continue;
         }
         enum stream_result r = stream_read_line(s->stream, &line, 64);
@@ -1059,6 +1158,8 @@ void imapd_service(struct server_client *client)
         int on = 1;
         (void)setsockopt(client->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     }
+    if (heap_free_trimmed == SIZE_MAX)
+        heap_free_trimmed = mallinfo2().fordblks;
     s.stream = stream_fdopen(client->fd);
     /* Before login every read (a literal too) waits at most imapd_preauth_timeout. */
     stream_set_timeout(s.stream, (int)(imapd_params.preauth_timeout * 1000));
@@ -1083,7 +1184,7 @@ void imapd_service(struct server_client *client)
             msg_info("lost connection after %s from %s", last, s.client);
             break;
         }
-        int w = wait_for_input(&s, session_timeout(&s), -1, 0);
+        int w = wait_for_input(&s, session_timeout(&s), -1, 0, &line, &cmd);
         if (w < 0) {
             imapd_untagged(&s, "BYE Server shutting down.");
             msg_info("shutdown after %s from %s", last, s.client);
@@ -1098,8 +1199,9 @@ void imapd_service(struct server_client *client)
         explicit_bzero(line.data, line.len);
         if (ar == ASM_CLOSE)
             break;
-        if (ar == ASM_OK)
+        if (ar == ASM_OK && session_resume(&s))
             run_command(&s, &cmd, &last);
+        s.released = false; /* the command (or a refusal's view sync) allocated again */
         /* Do not keep a huge APPEND buffer around between commands. */
         if (cmd.cap > 1024 * 1024)
             strbuf_release(&cmd);
@@ -1120,4 +1222,8 @@ void imapd_service(struct server_client *client)
         close(s.user_slot_fd);
     tls_conn_free(&s.tls);
     stream_free(&s.stream);
+    /* The process waits for its next client: what this session freed goes
+     * back too, unless it was little (a login and logout: trimming and
+     * faulting the pages in again would cost more than it saves). */
+    heap_trim(false);
 }

@@ -159,7 +159,7 @@ void imapd_cmd_store(struct imap_session *s, const char *tag, struct imap_parser
         if (!txn)
             msg_warn("%s: user=%s: STORE: %s", s->client, s->user, strbuf_str(&err));
         for (size_t k = base; k < end; k++) {
-            uint32_t muid = s->view.msgs[idx[k]].uid;
+            uint32_t muid = s->view.uids[idx[k]];
             const struct mbox_rec *r = mbox_rec_by_uid(s->mbox, muid, NULL);
             uint64_t modseq = 0;
             int rc;
@@ -186,7 +186,7 @@ void imapd_cmd_store(struct imap_session *s, const char *tag, struct imap_parser
 
         for (size_t k = base; k < end; k++) {
             size_t vi = idx[k];
-            uint32_t muid = s->view.msgs[vi].uid;
+            uint32_t muid = s->view.uids[vi];
             int rc = rcs[k - base];
             if (rc == 1) {
                 if (modified == NULL)

@@ -25,10 +25,14 @@
  * every write bumps the change counter in that file, which makes the other
  * processes reopen their Berkeley DB handle (no stale private cache pages).
  *
- * Memory: struct mbox holds the records in UID order. Pointers returned by
+ * Memory: struct mbox holds the records in UID order (one array, file names
+ * in a few large blocks). Pointers returned by
  * mbox_rec_at/mbox_rec_by_uid/mbox_keyword_name stay valid until the next
  * call that syncs or changes the folder (mbox_sync, mbox_store_flags,
- * mbox_expunge_uids, mbox_append, mbox_copy as destination) or mbox_close.
+ * mbox_expunge_uids, mbox_append, mbox_copy as destination, mbox_keyword
+ * with create), mbox_release, mbox_resume or mbox_close. An idle session
+ * calls mbox_release to give back the records and the Berkeley DB handle
+ * (with its cache) and mbox_resume before it uses them again.
  *
  * Errors: -1 with a one-line reason appended to err (logged by the caller;
  * it may hold paths, so do not send it to a client verbatim).
@@ -83,13 +87,36 @@ int mbox_open(const char *folder_dir, unsigned flags, struct mbox **mbox_r, stru
 void mbox_close(struct mbox **mboxp);
 
 /*
+ * The session goes idle: write the pending cache entries, close the index's
+ * DB handle and free the records, keeping what is needed to resume (folder,
+ * lock and change fds, header, keywords, this handle's \Recent claims). Until
+ * mbox_resume (or mbox_sync, or any change call, which resume by
+ * themselves) the record accessors (mbox_count, mbox_rec_at,
+ * mbox_rec_by_uid, mbox_recent_count, mbox_first_unseen_uid,
+ * mbox_changed_since, mbox_msg_open, mbox_copy's source) must not be used:
+ * they panic. mbox_changed, mbox_change_fd and the header accessors work.
+ * Not inside mbox_txn_begin/commit. 0, or -1 when the cache write failed
+ * (the handle is released all the same).
+ */
+int mbox_release(struct mbox *b, struct strbuf *err);
+/*
+ * Reload the records after mbox_release: reopen the index (rebuilt if it
+ * was damaged meanwhile) without scanning the Maildir; another process's
+ * changes since the release are in the records, UIDs as they were. A no-op
+ * on a handle that is not released. 0, or -1 with err (still released).
+ */
+int mbox_resume(struct mbox *b, struct strbuf *err);
+/* True between mbox_release and the next mbox_resume. */
+bool mbox_released(const struct mbox *b);
+
+/*
  * Bring the records up to date with the Maildir and other processes:
  * files in new/ move to cur/ and get UIDs in order of arrival, flag changes
  * made by renames (any Maildir client) get a new modseq, files that
  * vanished become tombstones. Cheap when nothing changed: one pread of the
  * change counter and two stats of new/ and cur/.
  * Returns 1 if anything changed since the last sync of this handle, 0 if
- * not, -1 with err.
+ * not, -1 with err. Resumes a released handle.
  */
 int mbox_sync(struct mbox *b, struct strbuf *err);
 

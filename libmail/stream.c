@@ -21,9 +21,11 @@ struct stream {
     void *ctx;
     enum stream_result status;  /* read side: EOF, timeout, error */
     enum stream_result wstatus; /* write side: timeout, error */
-    char rbuf[STREAM_BUFSIZE];
+    /* STREAM_BUFSIZE each, allocated at first use and given back by
+     * stream_release_buffers while empty (an idle IMAP session). */
+    char *rbuf;
     size_t rpos, rlen;
-    char wbuf[STREAM_BUFSIZE];
+    char *wbuf;
     size_t wlen;
     unsigned long long nin, nout;
 };
@@ -75,6 +77,8 @@ void stream_free(struct stream **sp)
         return;
     if (s->own_fd && s->fd >= 0)
         close(s->fd);
+    myfree(s->rbuf);
+    myfree(s->wbuf);
     myfree(s);
     *sp = NULL;
 }
@@ -150,6 +154,8 @@ static enum stream_result stream_fill(struct stream *s)
 {
     if (s->status != STREAM_OK)
         return s->status;
+    if (s->rbuf == NULL)
+        s->rbuf = mymalloc(STREAM_BUFSIZE);
     if (s->rpos > 0 && s->rpos == s->rlen)
         s->rpos = s->rlen = 0;
     if (s->rpos > 0) {
@@ -157,13 +163,13 @@ static enum stream_result stream_fill(struct stream *s)
         s->rlen -= s->rpos;
         s->rpos = 0;
     }
-    if (s->rlen == sizeof(s->rbuf))
+    if (s->rlen == STREAM_BUFSIZE)
         return STREAM_OK;
     long long deadline = now_ms() + s->timeout_ms;
     for (;;) {
         bool want_write = false;
         ssize_t n =
-            s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen, &want_write);
+            s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, STREAM_BUFSIZE - s->rlen, &want_write);
         if (n > 0) {
             s->rlen += (size_t)n;
             s->nin += (unsigned long long)n;
@@ -211,8 +217,8 @@ enum stream_result stream_read_line(struct stream *s, struct strbuf *line, size_
 enum stream_result stream_skip_line(struct stream *s)
 {
     for (;;) {
-        char *start = s->rbuf + s->rpos;
-        char *lf = memchr(start, '\n', s->rlen - s->rpos);
+        char *start = s->rpos < s->rlen ? s->rbuf + s->rpos : NULL;
+        char *lf = start ? memchr(start, '\n', s->rlen - s->rpos) : NULL;
         if (lf) {
             s->rpos += (size_t)(lf - start) + 1;
             return STREAM_OK;
@@ -301,10 +307,12 @@ int stream_flush(struct stream *s)
 int stream_write(struct stream *s, const void *data, size_t len)
 {
     const char *p = data;
+    if (len > 0 && s->wbuf == NULL)
+        s->wbuf = mymalloc(STREAM_BUFSIZE);
     while (len > 0) {
-        if (s->wlen == sizeof(s->wbuf) && stream_flush(s) < 0)
+        if (s->wlen == STREAM_BUFSIZE && stream_flush(s) < 0)
             return -1;
-        size_t room = sizeof(s->wbuf) - s->wlen;
+        size_t room = STREAM_BUFSIZE - s->wlen;
         size_t n = len < room ? len : room;
         memcpy(s->wbuf + s->wlen, p, n);
         s->wlen += n;
@@ -342,4 +350,17 @@ int stream_printf(struct stream *s, const char *fmt, ...)
 size_t stream_unflushed(const struct stream *s)
 {
     return s->wlen;
+}
+
+void stream_release_buffers(struct stream *s)
+{
+    if (s->rbuf != NULL && s->rpos == s->rlen) {
+        myfree(s->rbuf);
+        s->rbuf = NULL;
+        s->rpos = s->rlen = 0;
+    }
+    if (s->wbuf != NULL && s->wlen == 0) {
+        myfree(s->wbuf);
+        s->wbuf = NULL;
+    }
 }

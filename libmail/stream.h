@@ -82,6 +82,12 @@ int stream_printf(struct stream *s, const char *fmt, ...) MSG_PRINTF(2, 3);
 int stream_flush(struct stream *s);
 /* Bytes waiting in the output buffer. */
 size_t stream_unflushed(const struct stream *s);
+/*
+ * Free the read and write buffers (16 KiB each) while they hold nothing:
+ * an idle connection (imapd) need not keep them. They are allocated again
+ * at the next read or write. A buffer with data in it is kept.
+ */
+void stream_release_buffers(struct stream *s);
 
 /* The first error seen (STREAM_OK while healthy). */
 enum stream_result stream_status(const struct stream *s);

@@ -1016,5 +1016,155 @@ class Rev2Test(IssueBase):
         self.assertEqual(sorted(enabled[0].split()[2:]), [b"CONDSTORE", b"IMAP4rev2"])
 
 
+def serving_pid(sb, conn):
+    """The imapd process that serves conn (a Conn), found by its socket."""
+    port = conn.sock.getsockname()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if int(fields[2].split(":")[1], 16) == port:
+                        inodes.add("socket:[%s]" % fields[9])
+        except OSError:
+            pass
+    for pid in sb.service_pids("imapd"):
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in inodes:
+                    return pid
+        except OSError:
+            pass
+    raise AssertionError("no imapd process serves port %d" % port)
+
+
+def index_open(pid):
+    """Does process pid hold the folder index (its Berkeley DB file) open?"""
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)).endswith("/tegami-index.db"):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+class IdleReleaseTest(IssueBase):
+    """imapd_idle_release_delay: an idle session closes the folder index and
+    frees its records; the next command, or a change during IDLE, loads them
+    again, and nothing the session must be told is lost."""
+
+    USERS = ["r1", "r2", "r3"]
+    PARAMS = {"imapd_idle_release_delay": "1s"}
+
+    def wait_released(self, pid, released=True):
+        deadline = time.time() + 10
+        while index_open(pid) == released:
+            self.assertLess(time.time(), deadline, "index of pid %d still %s" % (
+                pid, "open" if released else "closed"))
+            time.sleep(0.1)
+
+    def uids(self, c, tag):
+        out = c.ok(tag, "FETCH 1:* (UID)")
+        return [int(m.group(1)) for m in
+                (re.match(rb"\* \d+ FETCH \(UID (\d+)\)", r) for r in out) if m]
+
+    def test_a_released_session_sees_other_sessions_changes_and_keeps_uids(self):
+        m = self.imap("r1")
+        uids = [self.append(m, "INBOX", b"Subject: %d\r\n\r\nbody %d\r\n" % (i, i))
+                for i in range(3)]
+        c = self.conn("r1")
+        c.ok("s", "SELECT INBOX")
+        self.assertEqual(self.uids(c, "u"), uids)
+        pid = serving_pid(self.sb, c)
+        self.wait_released(pid)
+        # Meanwhile another session changes flags and expunges; a message
+        # arrives over SMTP.
+        m.select("INBOX")
+        m.uid("STORE", str(uids[1]), "+FLAGS", r"(\Flagged)")
+        m.uid("STORE", str(uids[0]), "+FLAGS", r"(\Deleted)")
+        self.assertEqual(m.expunge()[0], "OK")
+        self.deliver("r1", b"Subject: late\r\n\r\nlate\r\n")
+        self.sb.wait_messages("r1", 3)
+        deadline = time.time() + 20
+        seen = []
+        while True:
+            out = c.ok("n", "NOOP")
+            seen += out
+            if b"* 3 EXISTS" in seen:
+                break
+            self.assertLess(time.time(), deadline, seen)
+            time.sleep(0.3)
+        self.assertIn(b"* 1 EXPUNGE", seen)
+        flags = [r for r in seen if re.match(rb"\* 1 FETCH \(FLAGS", r)]
+        self.assertTrue(flags and b"\\Flagged" in flags[-1], seen)
+        now = self.uids(c, "v")
+        self.assertEqual(now[:2], uids[1:])
+        self.assertGreater(now[2], uids[2])
+        # Released again: its own STORE and FETCH work, and are not
+        # repeated as untagged updates of someone else's change.
+        self.wait_released(pid)
+        out = c.ok("t", "STORE 2 +FLAGS (\\Seen)")
+        fetches = [r for r in out if b"FETCH" in r]
+        self.assertEqual(len(fetches), 1, out)
+        self.assertTrue(fetches[0].startswith(b"* 2 FETCH (FLAGS (\\Seen"), out)
+        self.wait_released(pid)
+        items = self.fetch1(c, "f", "UID FETCH %d (FLAGS BODY.PEEK[TEXT])" % uids[2])
+        self.assertEqual(items[b"BODY[TEXT]"], b"body 2\r\n")
+        self.assertIn(b"\\Seen", items[b"FLAGS"])
+        self.assertEqual(self.uids(c, "w"), now)
+        out = c.ok("n2", "NOOP")
+        self.assertEqual(len(out), 1, out)  # nothing left to tell
+
+    def test_idle_releases_and_still_reports_flags_expunges_and_deliveries(self):
+        m = self.imap("r2")
+        uids = [self.append(m, "INBOX", b"Subject: %d\r\n\r\nx\r\n" % i) for i in range(3)]
+        c = self.conn("r2")
+        c.ok("s", "SELECT INBOX")
+        pid = serving_pid(self.sb, c)
+        c.send("i IDLE\r\n")
+        self.assertTrue(c.line().startswith(b"+"))
+        self.wait_released(pid)
+        m.select("INBOX")
+        m.uid("STORE", str(uids[2]), "+FLAGS", r"(\Answered)")
+        line = c.line()
+        self.assertTrue(line.startswith(b"* 3 FETCH (FLAGS (") and b"\\Answered" in line, line)
+        self.wait_released(pid)  # given back again inside the same IDLE
+        m.uid("STORE", str(uids[0]), "+FLAGS", r"(\Deleted)")
+        self.assertEqual(m.expunge()[0], "OK")
+        line = c.line()
+        if b"FETCH" in line:  # the \Deleted flag may come first
+            self.assertTrue(line.startswith(b"* 1 FETCH (FLAGS (\\Deleted"), line)
+            line = c.line()
+        self.assertEqual(line, b"* 1 EXPUNGE")
+        self.wait_released(pid)
+        self.deliver("r2", b"Subject: via smtp\r\n\r\nhi\r\n")
+        line = c.line()
+        while re.match(rb"\* \d+ RECENT$", line):  # RECENT of the expunge, then of the new one
+            line = c.line()
+        self.assertEqual(line, b"* 3 EXISTS")
+        c.send("DONE\r\n")
+        self.assertTrue(c.until_tagged("i")[-1].startswith(b"i OK"))
+        now = self.uids(c, "u")
+        self.assertEqual(now[:2], uids[1:])
+        self.assertGreater(now[2], uids[2])
+
+
+class NoReleaseTest(IssueBase):
+    USERS = ["n1"]
+    PARAMS = {"imapd_idle_release_delay": "0"}
+
+    def test_release_delay_zero_keeps_the_index_open(self):
+        m = self.imap("n1")
+        self.append(m, "INBOX", b"Subject: a\r\n\r\na\r\n")
+        c = self.conn("n1")
+        c.ok("s", "SELECT INBOX")
+        pid = serving_pid(self.sb, c)
+        time.sleep(2.5)
+        self.assertTrue(index_open(pid))
+        c.ok("n", "NOOP")
+
+
 if __name__ == "__main__":
     unittest.main()

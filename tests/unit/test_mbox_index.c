@@ -973,6 +973,237 @@ static void test_open_of_big_unchanged_folder_is_fast(void **state)
     strbuf_release(&err);
 }
 
+/* ---- idle sessions: mbox_release / mbox_resume ---- */
+
+/* The UIDs and system flags of b, as "uid:flags " pairs. */
+static void snapshot(struct mbox *b, struct strbuf *out)
+{
+    strbuf_reset(out);
+    for (size_t i = 0; i < mbox_count(b); i++) {
+        const struct mbox_rec *r = mbox_rec_at(b, i);
+        strbuf_printf(out, "%u:%u:%llu ", r->uid, r->flags, (unsigned long long)r->modseq);
+    }
+}
+
+static void test_released_accessor_is_a_bug_that_panics(void **state)
+{
+    (void)state;
+    deliver(md, "a\n");
+    struct mbox *b = open_ok(md, 0);
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(mbox_release(b, &err), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2); /* the panic message */
+        (void)mbox_count(b);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    mbox_close(&b); /* closing a released handle is fine */
+    strbuf_release(&err);
+}
+
+static void test_release_then_resume_gives_the_same_records(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 5; i++)
+        deliver(md, "message\n");
+    struct mbox *b = open_ok(md, 0);
+    struct strbuf err = STRBUF_INIT, before = STRBUF_INIT, after = STRBUF_INIT, body = STRBUF_INIT;
+    assert_int_equal(mbox_store_flags(b, 2, MBOX_F_SEEN, 0, MBOX_FLAGS_ADD, 0, NULL, &err), 0);
+    assert_int_equal(mbox_keyword(b, "Work", true), 0);
+    assert_int_equal(mbox_store_flags(b, 3, 0, 1, MBOX_FLAGS_ADD, 0, NULL, &err), 0);
+    snapshot(b, &before);
+    uint64_t hms = mbox_highestmodseq(b);
+    size_t recent = mbox_recent_count(b);
+    assert_false(mbox_released(b));
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_true(mbox_released(b));
+    assert_int_equal(mbox_release(b, &err), 0); /* twice is fine */
+    /* What stays: header, keywords, the change test. */
+    assert_int_equal(mbox_highestmodseq(b), hms);
+    assert_int_equal(mbox_uidnext(b), 6);
+    assert_string_equal(mbox_keyword_name(b, 0), "Work");
+    assert_int_equal(mbox_resume(b, &err), 0);
+    assert_false(mbox_released(b));
+    assert_int_equal(mbox_resume(b, &err), 0); /* a no-op now */
+    snapshot(b, &after);
+    assert_string_equal(after.data, before.data);
+    assert_int_equal(mbox_recent_count(b), recent); /* this handle's \Recent claims survive */
+    assert_int_equal(mbox_rec_by_uid(b, 3, NULL)->keywords, 1);
+    read_msg(b, 4, &body);
+    assert_string_equal(body.data, "message\n");
+    /* mbox_sync resumes by itself and reports nothing new. */
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_sync(b, &err), 0);
+    snapshot(b, &after);
+    assert_string_equal(after.data, before.data);
+    mbox_close(&b);
+    strbuf_release(&err);
+    strbuf_release(&before);
+    strbuf_release(&after);
+    strbuf_release(&body);
+}
+
+static void test_changes_on_a_released_handle_resume_it(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        deliver(md, "m\n");
+    struct mbox *b = open_ok(md, 0);
+    struct strbuf err = STRBUF_INIT, body = STRBUF_INIT;
+    uint64_t ms = 0;
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_store_flags(b, 1, MBOX_F_FLAGGED, 0, MBOX_FLAGS_ADD, 0, &ms, &err), 0);
+    assert_false(mbox_released(b));
+    assert_int_equal(ms, mbox_highestmodseq(b));
+    assert_int_equal(mbox_rec_by_uid(b, 1, NULL)->flags & MBOX_F_FLAGGED, MBOX_F_FLAGGED);
+    assert_int_equal(mbox_count(b), 3);
+    uint32_t uid = 0;
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_append(b, "appended\n", 9, MBOX_F_SEEN, 0, 0, &uid, &err), 0);
+    assert_int_equal(uid, 4);
+    assert_int_equal(mbox_count(b), 4);
+    assert_int_equal(mbox_release(b, &err), 0);
+    uint32_t gone = 2;
+    assert_int_equal(mbox_expunge_uids(b, &gone, 1, &err), 0);
+    assert_int_equal(mbox_count(b), 3);
+    assert_null(mbox_rec_by_uid(b, 2, NULL));
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_keyword(b, "Later", true), 0);
+    assert_int_equal(mbox_release(b, &err), 0);
+    /* The cache: a pending value is written by the release, read back after. */
+    mbox_cache_put(b, 4, "envelope", "(NIL)", 5);
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_cache_get(b, 4, "envelope", &body), 1);
+    assert_string_equal(body.data, "(NIL)");
+    mbox_close(&b);
+    /* Everything reached the index: a fresh handle sees it. */
+    b = open_ok(md, 0);
+    assert_int_equal(mbox_count(b), 3);
+    assert_int_equal(mbox_rec_at(b, 0)->flags & MBOX_F_FLAGGED, MBOX_F_FLAGGED);
+    assert_int_equal(mbox_rec_at(b, 2)->uid, 4);
+    assert_int_equal(mbox_keyword_count(b), 1);
+    assert_int_equal(mbox_cache_get(b, 4, "envelope", &body), 1);
+    read_msg(b, 4, &body);
+    assert_string_equal(body.data, "appended\n");
+    mbox_close(&b);
+    strbuf_release(&err);
+    strbuf_release(&body);
+}
+
+static void test_other_writers_while_released_are_seen_after(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 4; i++)
+        deliver(md, "m\n");
+    struct mbox *b = open_ok(md, 0);
+    struct mbox *other = open_ok(md, MBOX_NO_RECENT);
+    struct strbuf err = STRBUF_INIT;
+    uint64_t hms = mbox_highestmodseq(b);
+    assert_int_equal(mbox_release(b, &err), 0);
+    /* Another session: a flag change, an expunge; a delivery into new/. */
+    assert_int_equal(mbox_store_flags(other, 3, MBOX_F_SEEN, 0, MBOX_FLAGS_ADD, 0, NULL, &err), 0);
+    uint32_t gone = 1;
+    assert_int_equal(mbox_expunge_uids(other, &gone, 1, &err), 0);
+    deliver(md, "late\n");
+    assert_true(mbox_changed(b)); /* the cheap test works on a released handle */
+    assert_true(mbox_released(b));
+    assert_int_equal(mbox_sync(b, &err), 1);
+    assert_false(mbox_released(b));
+    assert_int_equal(mbox_count(b), 4);
+    assert_null(mbox_rec_by_uid(b, 1, NULL));
+    assert_int_equal(mbox_rec_by_uid(b, 3, NULL)->flags & MBOX_F_SEEN, MBOX_F_SEEN);
+    assert_true(mbox_rec_by_uid(b, 3, NULL)->modseq > hms);
+    /* UIDs kept; the new message after them, \Recent for the claiming handle. */
+    assert_int_equal(mbox_rec_at(b, 0)->uid, 2);
+    assert_int_equal(mbox_rec_at(b, 3)->uid, 5);
+    assert_int_equal(mbox_rec_at(b, 3)->flags & MBOX_F_RECENT, MBOX_F_RECENT);
+    /* Resume alone (no Maildir scan) also picks up the other handle's writes. */
+    assert_int_equal(mbox_release(b, &err), 0);
+    assert_int_equal(mbox_store_flags(other, 2, MBOX_F_DELETED, 0, MBOX_FLAGS_ADD, 0, NULL, &err),
+                     0);
+    assert_int_equal(mbox_resume(b, &err), 0);
+    assert_int_equal(mbox_rec_by_uid(b, 2, NULL)->flags & MBOX_F_DELETED, MBOX_F_DELETED);
+    assert_int_equal(mbox_sync(b, &err), 1); /* changed since b's last sync */
+    assert_int_equal(mbox_sync(b, &err), 0);
+    mbox_close(&other);
+    mbox_close(&b);
+    strbuf_release(&err);
+}
+
+static void test_damaged_index_while_released_is_rebuilt_on_resume(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++)
+        deliver(md, "m\n");
+    struct mbox *b = open_ok(md, 0);
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(mbox_store_flags(b, 2, MBOX_F_ANSWERED, 0, MBOX_FLAGS_ADD, 0, NULL, &err), 0);
+    uint32_t uv = mbox_uidvalidity(b);
+    assert_int_equal(mbox_release(b, &err), 0);
+    char p[4600];
+    snprintf(p, sizeof(p), "%s/tegami-index.db", md);
+    int fd = open(p, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "garbage garbage garbage", 23), 23);
+    close(fd);
+    assert_int_equal(mbox_resume(b, &err), 0);
+    assert_int_equal(mbox_uidvalidity(b), uv);
+    assert_int_equal(mbox_count(b), 3);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(mbox_rec_at(b, i)->uid, i + 1);
+    assert_int_equal(mbox_rec_at(b, 1)->flags & MBOX_F_STORABLE, MBOX_F_ANSWERED);
+    /* Missing altogether: the same. */
+    assert_int_equal(mbox_release(b, &err), 0);
+    remove_file(md, "tegami-index.db");
+    assert_int_equal(mbox_sync(b, &err) >= 0, 1);
+    assert_int_equal(mbox_count(b), 3);
+    assert_int_equal(mbox_rec_at(b, 2)->uid, 3);
+    mbox_close(&b);
+    strbuf_release(&err);
+}
+
+static void test_many_renames_keep_every_file_name_right(void **state)
+{
+    (void)state;
+    /* Each flag change leaves the old name behind until the names are
+     * compacted (past 64 KiB of garbage): every path must stay right. */
+    enum { N = 20, ROUNDS = 150 };
+    for (int i = 0; i < N; i++)
+        deliver(md, "body\n");
+    struct mbox *b = open_ok(md, 0);
+    struct strbuf err = STRBUF_INIT, path = STRBUF_INIT, body = STRBUF_INIT;
+    for (int round = 0; round < ROUNDS; round++) {
+        assert_int_equal(mbox_txn_begin(b, &err), 0);
+        for (uint32_t uid = 1; uid <= N; uid++)
+            assert_int_equal(mbox_store_flags(b, uid, MBOX_F_FLAGGED, 0,
+                                              round % 2 ? MBOX_FLAGS_REMOVE : MBOX_FLAGS_ADD, 0,
+                                              NULL, &err),
+                             0);
+        assert_int_equal(mbox_txn_commit(b, &err), 0);
+    }
+    for (size_t i = 0; i < mbox_count(b); i++) {
+        const struct mbox_rec *r = mbox_rec_at(b, i);
+        mbox_path(b, r, &path);
+        struct stat st;
+        assert_int_equal(stat(path.data, &st), 0);
+        assert_int_equal(r->flags & MBOX_F_FLAGGED, 0); /* an even number of rounds */
+    }
+    read_msg(b, 7, &body);
+    assert_string_equal(body.data, "body\n");
+    mbox_close(&b);
+    strbuf_release(&err);
+    strbuf_release(&path);
+    strbuf_release(&body);
+}
+
 int main(void)
 {
     msg_set_stderr(true); /* the index's warnings (rebuilds) show in the test log */
@@ -995,6 +1226,12 @@ int main(void)
         cmocka_unit_test_setup(test_kill_9_at_any_point_loses_nothing, fresh),
         cmocka_unit_test_setup(test_copy_many_in_one_transaction, fresh),
         cmocka_unit_test_setup(test_open_of_big_unchanged_folder_is_fast, fresh),
+        cmocka_unit_test_setup(test_released_accessor_is_a_bug_that_panics, fresh),
+        cmocka_unit_test_setup(test_release_then_resume_gives_the_same_records, fresh),
+        cmocka_unit_test_setup(test_changes_on_a_released_handle_resume_it, fresh),
+        cmocka_unit_test_setup(test_other_writers_while_released_are_seen_after, fresh),
+        cmocka_unit_test_setup(test_damaged_index_while_released_is_rebuilt_on_resume, fresh),
+        cmocka_unit_test_setup(test_many_renames_keep_every_file_name_right, fresh),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
