@@ -328,11 +328,15 @@ class OutboundTest(unittest.TestCase):
         peer.wait_transactions(1, timeout=30)
         self.wait_log(self.a, r"%s: to=<carol@tempfail\.test>.*status=deferred" % qid)
         self.assertEqual(peer.transactions[0].rcpt_replies, [("carol@tempfail.test", 451)])
-        # mailq shows it, with the remote reason
+        # mailq shows it, with the remote reason. qmgr logs the deferral
+        # before it renames the file into deferred/, and other tests' mail
+        # may already be there: wait for this very file.
+        def deferred_ids():
+            return " ".join(os.path.basename(p) for p in self.a.queue_files("deferred"))
         deadline = time.time() + 15
-        while time.time() < deadline and not self.a.queue_files("deferred"):
+        while time.time() < deadline and qid not in deferred_ids():
             time.sleep(0.1)
-        self.assertIn(qid, " ".join(os.path.basename(p) for p in self.a.queue_files("deferred")))
+        self.assertIn(qid, deferred_ids())
         listing = self.a.mailctl("queue", "list", check=True).stdout
         self.assertIn(qid, listing)
         self.assertIn("carol@tempfail.test", listing)
