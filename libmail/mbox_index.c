@@ -11,8 +11,18 @@
  * Transactions: flock on tegami-index.lock (LOCK_SH to read, LOCK_EX to
  * write). The lock file holds, at offset 0, the change counter (be64) and,
  * at offset 8, a "write in progress" byte set before the first change and
- * cleared after DB->sync: a reader that finds it set under the lock knows a
+ * cleared after the commit's flush: a reader that finds it set under the lock knows a
  * writer died half-way and rebuilds the index from the Maildir.
+ *
+ * Index writes are not fsync'ed (like Dovecot's fsync_mode=optimized):
+ * a commit writes the DB's dirty pages to the kernel (memp_trickle), so
+ * every process sees them and a crashed process loses nothing. Only a
+ * system crash can lose or tear them, so before the first unsynced change
+ * the lock file records this boot's id at offset 9 (fsync'ed once); a
+ * transaction that finds another boot's id there rebuilds the index from
+ * the Maildir, which holds every flag and UID (file names). An idle
+ * session's release fsyncs the DB and clears the id. Without a boot id
+ * (no /proc) every commit fsyncs the DB as before.
  *
  * Durability of new messages (APPEND, COPY): the file's data is fsync'ed
  * before it is renamed or linked into cur/; the directory cur/ is fsync'ed
@@ -111,6 +121,7 @@ struct mbox {
     bool txn_write;     /* the current transaction holds LOCK_EX */
     bool txn_dirty;     /* the current transaction changed the DB */
     bool cur_unsynced;  /* new entries in cur/ not fsync'ed yet (done at the outermost commit) */
+    bool boot_marked;   /* the lock file names this boot: unsynced DB writes are covered */
     struct hdr h;
     uint32_t uid_ceiling;
     uint64_t modseq_ceiling;
@@ -425,6 +436,75 @@ static int write_gen(struct mbox *b, uint64_t gen, bool dirty)
     return pwrite(b->lock_fd, buf, sizeof(buf), 0) == (ssize_t)sizeof(buf) ? 0 : -1;
 }
 
+/* This boot's id (16 bytes), or false when unknown: then the DB is fsync'ed at every commit. */
+static bool boot_id(unsigned char id[16])
+{
+    static unsigned char cached[16];
+    static int state; /* 0 not read, 1 known, -1 unknown */
+    /* TEGAMI_TEST_BOOT_ID lets the unit tests simulate a restart (read each time). */
+    const char *t = getenv("TEGAMI_TEST_BOOT_ID");
+    if (state == 0 || t != NULL) {
+        state = -1;
+        char buf[64] = "";
+        if (t != NULL) {
+            snprintf(buf, sizeof(buf), "%s", t);
+        } else {
+            FILE *fp = fopen("/proc/sys/kernel/random/boot_id", "re");
+            if (fp != NULL) {
+                if (fgets(buf, sizeof(buf), fp) == NULL)
+                    buf[0] = 0;
+                fclose(fp);
+            }
+        }
+        size_t n = 0;
+        for (const char *c = buf; *c && n < 32; c++) {
+            int v = *c >= '0' && *c <= '9'   ? *c - '0'
+                    : *c >= 'a' && *c <= 'f' ? *c - 'a' + 10
+                    : *c >= 'A' && *c <= 'F' ? *c - 'A' + 10
+                                             : -1;
+            if (v < 0)
+                continue; /* the dashes */
+            cached[n / 2] = (unsigned char)(n % 2 ? cached[n / 2] | v : v << 4);
+            n++;
+        }
+        static const unsigned char zero[16];
+        if (n == 32 && memcmp(cached, zero, 16) != 0)
+            state = 1;
+    }
+    if (state == 1)
+        memcpy(id, cached, 16);
+    return state == 1;
+}
+
+/* The boot id recorded at offset 9 of the lock file (all zero: none). */
+static int boot_mark_read(struct mbox *b, unsigned char m[16])
+{
+    memset(m, 0, 16);
+    ssize_t n = pread(b->lock_fd, m, 16, 9);
+    if (n < 0)
+        return -1;
+    if (n < 16)
+        memset(m, 0, 16);
+    return 0;
+}
+
+/*
+ * Before the DB may get writes that are not fsync'ed: make sure the lock
+ * file durably names this boot, so that a system crash is noticed.
+ */
+static int boot_mark(struct mbox *b, struct strbuf *err)
+{
+    unsigned char id[16];
+    if (b->boot_marked || !boot_id(id))
+        return 0;
+    if (pwrite(b->lock_fd, id, 16, 9) != 16 || fsync(b->lock_fd) < 0) {
+        strbuf_printf(err, "%s/" INDEX_LOCK ": write: %s", b->dir, strerror(errno));
+        return -1;
+    }
+    b->boot_marked = true;
+    return 0;
+}
+
 static int side_read(struct mbox *b, uint32_t *uidvalidity, uint32_t *uidc, uint64_t *modc)
 {
     struct strbuf p = STRBUF_INIT;
@@ -481,6 +561,8 @@ struct kv_ops {
                 void *ctx, struct strbuf *err);
     /* Write everything to the file (visible to other processes) and fsync. */
     int (*sync)(void *h, struct strbuf *err);
+    /* Hand the written pages to the kernel without fsync. 0, or -1 with err. */
+    int (*flush)(void *h, struct strbuf *err);
 };
 
 static int bdb_fail(struct strbuf *err, const char *what, int ret)
@@ -592,8 +674,18 @@ static int bdb_sync(void *h, struct strbuf *err)
     return ret != 0 ? bdb_fail(err, "sync", ret) : 0;
 }
 
-static const struct kv_ops kv_bdb = {bdb_open, bdb_close, bdb_get, bdb_put,
-                                     bdb_del,  bdb_scan,  bdb_sync};
+/* Write the dirty cache pages to the kernel, without fsync. */
+static int bdb_flush(void *h, struct strbuf *err)
+{
+    DB *db = h;
+    DB_ENV *env = db->get_env(db);
+    int nwrote = 0;
+    int ret = env ? env->memp_trickle(env, 100, &nwrote) : db->sync(db, 0);
+    return ret != 0 ? bdb_fail(err, "flush", ret) : 0;
+}
+
+static const struct kv_ops kv_bdb = {bdb_open, bdb_close, bdb_get,  bdb_put,
+                                     bdb_del,  bdb_scan,  bdb_sync, bdb_flush};
 
 static void db_close(struct mbox *b)
 {
@@ -625,6 +717,8 @@ static int db_open(struct mbox *b, bool create, struct strbuf *err)
 static int db_put(struct mbox *b, const void *k, size_t klen, const void *v, size_t vlen,
                   struct strbuf *err)
 {
+    if (boot_mark(b, err) < 0)
+        return -1;
     if (b->kv->put(b->db, k, klen, v, vlen, err) < 0)
         return -1;
     b->txn_dirty = true;
@@ -633,6 +727,8 @@ static int db_put(struct mbox *b, const void *k, size_t klen, const void *v, siz
 
 static int db_del(struct mbox *b, const void *k, size_t klen, struct strbuf *err)
 {
+    if (boot_mark(b, err) < 0)
+        return -1;
     if (b->kv->del(b->db, k, klen, err) < 0)
         return -1;
     b->txn_dirty = true;
@@ -644,6 +740,8 @@ static int txn_mark_dirty(struct mbox *b, struct strbuf *err)
 {
     if (b->txn_dirty)
         return 0;
+    if (boot_mark(b, err) < 0)
+        return -1;
     if (write_gen(b, b->gen, true) < 0) {
         strbuf_printf(err, "%s/" INDEX_LOCK ": write: %s", b->dir, strerror(errno));
         return -1;
@@ -935,9 +1033,23 @@ static int txn_begin(struct mbox *b, bool write, struct strbuf *err)
         strbuf_printf(err, "%s/" INDEX_LOCK ": read: %s", b->dir, strerror(errno));
         goto fail;
     }
+    unsigned char mark[16], now[16];
+    static const unsigned char none[16];
+    if (boot_mark_read(b, mark) < 0) {
+        strbuf_printf(err, "%s/" INDEX_LOCK ": read: %s", b->dir, strerror(errno));
+        goto fail;
+    }
+    bool have_boot = boot_id(now);
+    b->boot_marked = have_boot && memcmp(mark, now, 16) == 0;
+    if (!dirty && memcmp(mark, none, 16) != 0 && (!have_boot || memcmp(mark, now, 16) != 0)) {
+        msg_warn("%s: the system restarted before the index's last changes were on disk; "
+                 "rebuilding the index",
+                 b->dir);
+        dirty = true; /* rebuild below; its commit marks this boot */
+    } else if (dirty) {
+        msg_warn("%s: an index writer died during a change; rebuilding the index", b->dir);
+    }
     if (dirty || b->db == NULL || !b->have_gen || gen != b->gen || b->released) {
-        if (dirty)
-            msg_warn("%s: an index writer died during a change; rebuilding the index", b->dir);
         struct strbuf e2 = STRBUF_INIT;
         /* A released handle has no records to keep: load them whatever the header says. */
         bool ok = !dirty && (b->db != NULL && gen == b->db_gen ? 0 : db_open(b, false, &e2)) == 0 &&
@@ -993,7 +1105,9 @@ static int txn_end(struct mbox *b, struct strbuf *err)
         strbuf_release(&p);
     }
     if (b->txn_dirty) {
-        bool db_failed = b->kv->sync(b->db, err) < 0;
+        /* Covered by this boot's mark: hand the pages to the kernel only. */
+        bool db_failed = boot_mark(b, err) < 0 ||
+                         (b->boot_marked ? b->kv->flush(b->db, err) : b->kv->sync(b->db, err)) < 0;
         if (db_failed)
             rc = -1;
         b->db_gen = ++b->gen;
@@ -1752,12 +1866,51 @@ int mbox_sync(struct mbox *b, struct strbuf *err)
 
 /* ---- idle sessions ---- */
 
+/*
+ * Make the index's changes durable and clear this boot's mark (an idle
+ * session's release): fsync the DB file under the write lock, so every
+ * process's flushed pages are on disk, then zero the mark. A mark of
+ * another boot is left for the next transaction to act on.
+ */
+static int boot_unmark(struct mbox *b, struct strbuf *err)
+{
+    static const unsigned char none[16];
+    unsigned char mark[16], now[16];
+    if (flock(b->lock_fd, LOCK_EX) < 0) {
+        strbuf_printf(err, "%s/" INDEX_LOCK ": flock: %s", b->dir, strerror(errno));
+        return -1;
+    }
+    int rc = 0;
+    if (boot_mark_read(b, mark) == 0 && memcmp(mark, none, 16) != 0 && boot_id(now) &&
+        memcmp(mark, now, 16) == 0) {
+        struct strbuf p = STRBUF_INIT;
+        path_of(b, INDEX_DB, &p);
+        int fd = open(p.data, O_RDONLY | O_CLOEXEC);
+        if ((fd >= 0 && fsync(fd) == 0) || (fd < 0 && errno == ENOENT)) {
+            if (pwrite(b->lock_fd, none, 16, 9) != 16)
+                rc = -1;
+        } else {
+            rc = -1;
+        }
+        if (rc < 0)
+            strbuf_printf(err, "%s: sync: %s", p.data, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        strbuf_release(&p);
+    }
+    b->boot_marked = false;
+    flock(b->lock_fd, LOCK_UN);
+    return rc;
+}
+
 int mbox_release(struct mbox *b, struct strbuf *err)
 {
     if (b->txn_depth > 0)
         msg_panic("mbox_release inside a transaction");
     int rc = 0;
     if (b->npend > 0 && mbox_cache_flush(b, err) < 0)
+        rc = -1;
+    if (boot_unmark(b, err) < 0)
         rc = -1;
     myfree(b->pend);
     b->pend = NULL;

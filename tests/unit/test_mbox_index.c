@@ -598,6 +598,75 @@ static void test_writer_dying_mid_change_forces_rebuild(void **state)
     mbox_close(&b);
 }
 
+/* Index writes are not fsync'ed: the lock file names the boot that made them. */
+static void read_boot_mark(unsigned char m[16])
+{
+    char p[4600];
+    snprintf(p, sizeof(p), "%s/tegami-index.lock", md);
+    int fd = open(p, O_RDONLY);
+    assert_true(fd >= 0);
+    memset(m, 0, 16);
+    assert_true(pread(fd, m, 16, 9) >= 0);
+    close(fd);
+}
+
+static void test_changes_of_an_earlier_boot_force_a_rebuild(void **state)
+{
+    (void)state;
+    static const unsigned char boot_a[16] = {0x11, 0x11, 0x11, 0x11, 0x22, 0x22, 0x33, 0x33,
+                                             0x44, 0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55};
+    static const unsigned char boot_b[16] = {0xaa, 0xaa, 0xaa, 0xaa, 0xbb, 0xbb, 0xcc, 0xcc,
+                                             0xdd, 0xdd, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee};
+    static const unsigned char none[16];
+    unsigned char m[16];
+    struct strbuf err = STRBUF_INIT;
+
+    setenv("TEGAMI_TEST_BOOT_ID", "11111111-2222-3333-4444-555555555555", 1);
+    deliver(md, "one\n");
+    deliver(md, "two\n");
+    struct mbox *b = open_ok(md, 0);
+    uint32_t uv = mbox_uidvalidity(b);
+    assert_int_equal(mbox_count(b), 2);
+    /* A written index names this boot. */
+    read_boot_mark(m);
+    assert_memory_equal(m, boot_a, 16);
+    mbox_close(&b);
+
+    /* Same boot: the writes are in the kernel's cache, nothing to redo. */
+    b = open_ok(md, 0);
+    read_boot_mark(m);
+    assert_memory_equal(m, boot_a, 16);
+    mbox_close(&b);
+
+    /* Another boot: the index is rebuilt (its writes name the new boot),
+     * UIDs and UIDVALIDITY come back from the Maildir. */
+    setenv("TEGAMI_TEST_BOOT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", 1);
+    b = open_ok(md, 0);
+    read_boot_mark(m);
+    assert_memory_equal(m, boot_b, 16);
+    assert_int_equal(mbox_uidvalidity(b), uv);
+    assert_int_equal(mbox_count(b), 2);
+    assert_int_equal(mbox_rec_at(b, 0)->uid, 1);
+    assert_int_equal(mbox_rec_at(b, 1)->uid, 2);
+
+    /* An idle release makes the index durable and clears the mark. */
+    assert_int_equal(mbox_release(b, &err), 0);
+    read_boot_mark(m);
+    assert_memory_equal(m, none, 16);
+    assert_int_equal(mbox_resume(b, &err), 0);
+    assert_int_equal(mbox_count(b), 2);
+    mbox_close(&b);
+    /* A clean index opened after yet another restart is not rebuilt: nothing is written. */
+    setenv("TEGAMI_TEST_BOOT_ID", "11111111-2222-3333-4444-555555555555", 1);
+    b = open_ok(md, 0);
+    read_boot_mark(m);
+    assert_memory_equal(m, none, 16);
+    assert_int_equal(mbox_count(b), 2);
+    mbox_close(&b);
+    unsetenv("TEGAMI_TEST_BOOT_ID");
+    strbuf_release(&err);
+}
+
 static void test_foreign_files_in_cur_get_new_uids(void **state)
 {
     (void)state;
@@ -1220,6 +1289,7 @@ int main(void)
         cmocka_unit_test_setup(test_rebuild_after_delete_keeps_uids_and_uidvalidity, fresh),
         cmocka_unit_test_setup(test_rebuild_after_corruption_keeps_uids_and_uidvalidity, fresh),
         cmocka_unit_test_setup(test_writer_dying_mid_change_forces_rebuild, fresh),
+        cmocka_unit_test_setup(test_changes_of_an_earlier_boot_force_a_rebuild, fresh),
         cmocka_unit_test_setup(test_foreign_files_in_cur_get_new_uids, fresh),
         cmocka_unit_test_setup(test_change_fd_fires_on_delivery_and_other_sessions, fresh),
         cmocka_unit_test_setup(test_concurrent_processes_keep_uids_unique, fresh),
