@@ -94,7 +94,7 @@ bool master_reap(void);
 void master_status_read(struct master_service *svc);
 /* SIGTERM the children (of svc, or all when svc is NULL) and mark them stopping. */
 void master_stop_children(struct master_service *svc, int sig);
-/* Any service throttled right now? */
+/* Any service throttled right now, or a template still starting (master wakes each second)? */
 bool master_any_throttled(time_t now);
 /* Read what a service's template says ("R", "P<pid>", "F", "N"). */
 void master_template_read(struct master_service *svc, time_t now);

@@ -372,8 +372,9 @@ void master_spawn_needed(time_t now)
 bool master_any_throttled(time_t now)
 {
     for (struct master_service *svc = master_services; svc; svc = svc->next)
-        if (throttle_active(&svc->throttle, now) || svc->throttle_logged)
-            return true;
+        if (throttle_active(&svc->throttle, now) || svc->throttle_logged ||
+            (svc->tmpl != NULL && !svc->tmpl_ready))
+            return true; /* a starting template is checked for a hang each second */
     return false;
 }
 
