@@ -412,19 +412,22 @@ static int fsync_dir(const char *dir)
     return r;
 }
 
-static int read_gen(struct mbox *b, uint64_t *gen_r, bool *dirty_r)
+/* The lock file's counter, "write in progress" byte and (when mark_r is
+ * not NULL) the boot id of unsynced changes, all zero when absent: one read. */
+static int read_gen(struct mbox *b, uint64_t *gen_r, bool *dirty_r, unsigned char *mark_r)
 {
-    unsigned char buf[9];
+    unsigned char buf[25];
     ssize_t n = pread(b->lock_fd, buf, sizeof(buf), 0);
     if (n < 0)
         return -1;
-    if (n < 9) {
-        *gen_r = 0;
-        *dirty_r = false;
-        return 0;
-    }
+    if (n < 25)
+        memset(buf + 9, 0, 16); /* no complete mark */
+    if (n < 9)
+        memset(buf, 0, 9);
     *gen_r = get64(buf);
     *dirty_r = buf[8] != 0;
+    if (mark_r != NULL)
+        memcpy(mark_r, buf + 9, 16);
     return 0;
 }
 
@@ -474,18 +477,6 @@ static bool boot_id(unsigned char id[16])
     if (state == 1)
         memcpy(id, cached, 16);
     return state == 1;
-}
-
-/* The boot id recorded at offset 9 of the lock file (all zero: none). */
-static int boot_mark_read(struct mbox *b, unsigned char m[16])
-{
-    memset(m, 0, 16);
-    ssize_t n = pread(b->lock_fd, m, 16, 9);
-    if (n < 0)
-        return -1;
-    if (n < 16)
-        memset(m, 0, 16);
-    return 0;
 }
 
 /*
@@ -740,8 +731,6 @@ static int txn_mark_dirty(struct mbox *b, struct strbuf *err)
 {
     if (b->txn_dirty)
         return 0;
-    if (boot_mark(b, err) < 0)
-        return -1;
     if (write_gen(b, b->gen, true) < 0) {
         strbuf_printf(err, "%s/" INDEX_LOCK ": write: %s", b->dir, strerror(errno));
         return -1;
@@ -1029,13 +1018,9 @@ static int txn_begin(struct mbox *b, bool write, struct strbuf *err)
     b->txn_dirty = false;
     uint64_t gen;
     bool dirty;
-    if (read_gen(b, &gen, &dirty) < 0) {
-        strbuf_printf(err, "%s/" INDEX_LOCK ": read: %s", b->dir, strerror(errno));
-        goto fail;
-    }
     unsigned char mark[16], now[16];
     static const unsigned char none[16];
-    if (boot_mark_read(b, mark) < 0) {
+    if (read_gen(b, &gen, &dirty, mark) < 0) {
         strbuf_printf(err, "%s/" INDEX_LOCK ": read: %s", b->dir, strerror(errno));
         goto fail;
     }
@@ -1824,7 +1809,7 @@ bool mbox_changed(struct mbox *b)
     struct timespec n, c;
     uint64_t gen;
     bool dirty;
-    if (!b->have_gen || read_gen(b, &gen, &dirty) < 0 || dirty || gen != b->gen)
+    if (!b->have_gen || read_gen(b, &gen, &dirty, NULL) < 0 || dirty || gen != b->gen)
         return true;
     if (!stat_dirs(b, &n, &c))
         return true;
@@ -1881,7 +1866,9 @@ static int boot_unmark(struct mbox *b, struct strbuf *err)
         return -1;
     }
     int rc = 0;
-    if (boot_mark_read(b, mark) == 0 && memcmp(mark, none, 16) != 0 && boot_id(now) &&
+    uint64_t gen;
+    bool dirty;
+    if (read_gen(b, &gen, &dirty, mark) == 0 && memcmp(mark, none, 16) != 0 && boot_id(now) &&
         memcmp(mark, now, 16) == 0) {
         struct strbuf p = STRBUF_INIT;
         path_of(b, INDEX_DB, &p);
@@ -2595,7 +2582,7 @@ static int peek_begin(struct mbox *b)
         return -1;
     uint64_t gen;
     bool dirty;
-    if (read_gen(b, &gen, &dirty) < 0 || dirty) {
+    if (read_gen(b, &gen, &dirty, NULL) < 0 || dirty) {
         flock(b->lock_fd, LOCK_UN);
         return -1;
     }

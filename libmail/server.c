@@ -40,7 +40,7 @@ static int server_extra_count;
 static volatile sig_atomic_t server_exit_flag;
 static pid_t server_parent;
 static bool server_status_ok;     /* fd 4 is a usable status pipe */
-static char *server_template_arg; /* our "-T" in argv, shown as "-W" in workers */
+static char *server_template_arg; /* our "-T" in argv (we are a template), "-W" in workers */
 
 const char *server_service_name(void)
 {
@@ -406,7 +406,6 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
     const char *confdir = NULL;
     const char *type = "";
     bool unpriv = false;
-    bool template = false;
     int verbose = 0;
     char **overrides = mycalloc((size_t)argc + 1, sizeof(char *));
     size_t noverrides = 0;
@@ -452,7 +451,6 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
             unpriv = true;
             break;
         case 'T':
-            template = true;
             server_template_arg = argv[i];
             break;
         case 'W':
@@ -504,7 +502,7 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
         msg_fatal("no listener on fd %d: %s must be started by master", SERVER_LISTEN_FD, prog);
     msg_debug("service=%s, type=%s, unpriv=%s", server_name, type, unpriv ? "y" : "n");
 
-    if (template) {
+    if (server_template_arg) {
         if (!server_fd_valid(SERVER_TEMPLATE_FD))
             msg_fatal("-T without a template socket on fd %d", SERVER_TEMPLATE_FD);
         if (spec->mode != SERVER_SINGLE || !spec->template_ok) {
@@ -520,7 +518,7 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
     if (spec->post_init)
         spec->post_init();
 
-    if (template)
+    if (server_template_arg)
         server_template_loop(); /* returns in a forked worker */
 
     if (spec->mode == SERVER_LONG) {
