@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "msg.h"
 #include "mymalloc.h"
 #include "queue.h"
 #include "strbuf.h"
@@ -273,18 +274,25 @@ static int plain_fsync(int dirfd)
 
 int dirsync_after_rename(int dirfd)
 {
+    struct stat st;
+    if (fstat(dirfd, &st) < 0)
+        return plain_fsync(dirfd);
+    return dirsync_after_rename_st(dirfd, &st);
+}
+
+int dirsync_after_rename_st(int dirfd, const struct stat *st)
+{
     if (dirsync_enabled < 0)
         dirsync_enabled = config_bool("dirsync_group_commit");
-    struct stat st;
-    if (!dirsync_enabled || map_get() == NULL || fstat(dirfd, &st) < 0 || !S_ISDIR(st.st_mode))
+    if (!dirsync_enabled || map_get() == NULL || !S_ISDIR(st->st_mode))
         return plain_fsync(dirfd);
-    struct dirsync_slot *s = slot_find((uint64_t)st.st_dev, (uint64_t)st.st_ino);
+    struct dirsync_slot *s = slot_find((uint64_t)st->st_dev, (uint64_t)st->st_ino);
     if (s == NULL)
         return plain_fsync(dirfd);
 
     atomic_fetch_add(&dirsync_map->calls, 1);
     uint64_t my = atomic_fetch_add(&s->renamed, 1) + 1;
-    uint64_t pid = (uint64_t)(uint32_t)getpid();
+    uint64_t pid = (uint64_t)(uint32_t)msg_pid();
     bool waiting = false;
     uint32_t wait_start = 0;
     for (;;) {

@@ -23,6 +23,7 @@
 #define TEGAMI_DIRSYNC_H
 
 #include <stdint.h>
+#include <sys/stat.h>
 
 /* Size of the map file; it holds a header and (size / 64 - 1) slots. */
 #define DIRSYNC_MAP_SIZE 65536
@@ -34,6 +35,8 @@
  * fsync this process ran failed (the rename is then not known durable).
  */
 int dirsync_after_rename(int dirfd);
+/* The same, for a caller that keeps dirfd open and knows its fstat(). */
+int dirsync_after_rename_st(int dirfd, const struct stat *st);
 
 /*
  * Create the map file (mode 0600, DIRSYNC_MAP_SIZE bytes) under

@@ -146,7 +146,7 @@ static int open_tmp(const char *path, struct strbuf *base, struct strbuf *tmp, s
         gettimeofday(&tv, NULL);
         strbuf_reset(base);
         strbuf_printf(base, "%lld.M%06ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-                      (long)getpid(), ++counter, maildir_host());
+                      (long)msg_pid(), ++counter, maildir_host());
         strbuf_reset(tmp);
         strbuf_printf(tmp, "%s/tmp/%s", path, base->data);
         int fd = open(tmp->data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

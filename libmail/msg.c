@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,33 @@ static int msg_fd = -1;
 static bool msg_stderr;
 static bool msg_syslog_open;
 static void (*msg_fatal_hook)(void);
+
+/*
+ * getpid() is a real system call (glibc caches nothing), and every log line
+ * and several per-message paths want the pid; keep it, and forget it in
+ * every child fork() makes.
+ */
+static pid_t msg_cached_pid;
+static pthread_once_t msg_pid_once = PTHREAD_ONCE_INIT;
+
+static void msg_pid_forget(void)
+{
+    msg_cached_pid = 0;
+}
+
+static void msg_pid_register(void)
+{
+    (void)pthread_atfork(NULL, NULL, msg_pid_forget);
+}
+
+pid_t msg_pid(void)
+{
+    if (msg_cached_pid == 0) {
+        (void)pthread_once(&msg_pid_once, msg_pid_register);
+        msg_cached_pid = getpid();
+    }
+    return msg_cached_pid;
+}
 
 void msg_init(const char *progname)
 {
@@ -107,7 +135,7 @@ void msg_vlog(int priority, const char *fmt, va_list ap)
         if (host[0] == 0 && gethostname(host, sizeof(host) - 1) < 0)
             snprintf(host, sizeof(host), "localhost");
         int n = snprintf(line, sizeof(line), "%s %s tegami/%s[%ld]: %s%s\n", stamp, host, msg_name,
-                         (long)getpid(), msg_level_prefix(priority), text);
+                         (long)msg_pid(), msg_level_prefix(priority), text);
         if (n > (int)sizeof(line) - 1) {
             n = sizeof(line) - 1;
             line[n - 1] = '\n';

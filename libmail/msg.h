@@ -16,6 +16,7 @@
 #define TEGAMI_MSG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 #include <stdbool.h>
 
 #define MSG_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -29,6 +30,8 @@ void msg_set_stderr(bool on);
 /* Enable msg_debug output. */
 void msg_set_verbose(int level);
 extern int msg_verbose;
+/* getpid(), without a system call after the first (reset in fork()ed children). */
+pid_t msg_pid(void);
 /* The program name given to msg_init. */
 const char *msg_progname(void);
 

@@ -225,6 +225,7 @@ int queue_create(enum queue_dir dir, struct queue_new *qn, struct strbuf *err)
     memset(qn, 0, sizeof(*qn));
     qn->fd = -1;
     qn->dir = dir;
+    ino_t ino = 0; /* known from the pool, or 0 */
     for (int attempt = 0; attempt < 10; attempt++) {
         char hex[33];
         random_hex(hex, 12);
@@ -232,7 +233,7 @@ int queue_create(enum queue_dir dir, struct queue_new *qn, struct strbuf *err)
         queue_path(&path, dir, qn->tmpname);
         /* A reused file first: no inode allocation (queue_pool.h). */
         if (dir == QUEUE_INCOMING && attempt == 0 &&
-            (qn->fd = queue_pool_take(dir, qn->tmpname, &qn->stale_size)) >= 0)
+            (qn->fd = queue_pool_take(dir, qn->tmpname, &qn->stale_size, &ino)) >= 0)
             break;
         qn->fd = open(path.data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (qn->fd >= 0 || errno != EEXIST)
@@ -246,41 +247,88 @@ int queue_create(enum queue_dir dir, struct queue_new *qn, struct strbuf *err)
         return -1;
     }
     struct stat st;
-    if (fstat(qn->fd, &st) < 0) {
+    if (ino == 0 && fstat(qn->fd, &st) < 0) {
         if (err)
             strbuf_printf(err, "fstat %s: %s", path.data, strerror(errno));
         strbuf_release(&path);
         queue_abort(qn);
         return -1;
     }
-    queue_make_id(qn->id, now_us(), (unsigned long long)st.st_ino);
+    queue_make_id(qn->id, now_us(), (unsigned long long)(ino ? ino : st.st_ino));
     strbuf_release(&path);
     return 0;
+}
+
+/*
+ * Directory descriptors for fsync_dir, opened once per process: a queue
+ * directory is never replaced while the system runs. Keyed by the root
+ * they were opened under (tests switch roots with queue_set_root).
+ */
+static struct {
+    char *root;
+    int fd;
+    struct stat st;
+} queue_dirfd[QUEUE_DIR_COUNT];
+
+static int queue_dir_fd(enum queue_dir dir, const struct stat **st_r)
+{
+    const char *root = queue_root();
+    if (queue_dirfd[dir].root && strcmp(queue_dirfd[dir].root, root) == 0) {
+        *st_r = &queue_dirfd[dir].st;
+        return queue_dirfd[dir].fd;
+    }
+    struct strbuf path = STRBUF_INIT;
+    queue_dir_path(&path, dir);
+    int fd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) < 0) {
+        int saved = errno;
+        close(fd);
+        fd = -1;
+        errno = saved;
+    }
+    strbuf_release(&path);
+    if (fd < 0)
+        return -1;
+    if (queue_dirfd[dir].root) {
+        close(queue_dirfd[dir].fd);
+        myfree(queue_dirfd[dir].root);
+    }
+    queue_dirfd[dir].root = mystrdup(root);
+    queue_dirfd[dir].fd = fd;
+    queue_dirfd[dir].st = st;
+    *st_r = &queue_dirfd[dir].st;
+    return fd;
 }
 
 /* fsync a directory. In a maildrop we may not read (01733), skip it: best effort there. */
 static int fsync_dir(enum queue_dir dir, struct strbuf *err)
 {
-    struct strbuf path = STRBUF_INIT;
-    queue_dir_path(&path, dir);
-    int fd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const struct stat *st;
+    int fd = queue_dir_fd(dir, &st);
     if (fd < 0) {
         int rc = (errno == EACCES && dir == QUEUE_MAILDROP) ? 0 : -1;
-        if (rc < 0 && err)
-            strbuf_printf(err, "open %s: %s", path.data, strerror(errno));
-        strbuf_release(&path);
+        if (rc < 0 && err) {
+            int saved = errno;
+            struct strbuf path = STRBUF_INIT;
+            queue_dir_path(&path, dir);
+            strbuf_printf(err, "open %s: %s", path.data, strerror(saved));
+            strbuf_release(&path);
+        }
         return rc;
     }
-    int rc = 0;
     /* Right after the rename: one fsync of the directory may cover other processes' renames too. */
-    if (dirsync_after_rename(fd) < 0 && errno != EINVAL) {
-        if (err)
-            strbuf_printf(err, "fsync %s: %s", path.data, strerror(errno));
-        rc = -1;
+    if (dirsync_after_rename_st(fd, st) < 0 && errno != EINVAL) {
+        if (err) {
+            int saved = errno;
+            struct strbuf path = STRBUF_INIT;
+            queue_dir_path(&path, dir);
+            strbuf_printf(err, "fsync %s: %s", path.data, strerror(saved));
+            strbuf_release(&path);
+        }
+        return -1;
     }
-    close(fd);
-    strbuf_release(&path);
-    return rc;
+    return 0;
 }
 
 /* rename without replacing an existing file; 0, -1 with errno (EEXIST). */
@@ -439,7 +487,15 @@ static struct {
     int fd;
     dev_t dev;
     ino_t ino;
+    long long checked_ms; /* when the name was last compared with fd */
 } notify_cache[QUEUE_NOTIFY_CACHE];
+
+static long long notify_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void notify_close(int i)
 {
@@ -454,6 +510,19 @@ static void notify_close(int i)
  */
 static ssize_t notify_write(int fd, const char *text, size_t len)
 {
+    /* Daemons ignore SIGPIPE (server.c): then a plain write is enough. */
+    static int pipe_ignored = -1;
+    if (pipe_ignored < 0) {
+        struct sigaction sa;
+        pipe_ignored = sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+    }
+    if (pipe_ignored) {
+        ssize_t n;
+        do
+            n = write(fd, text, len);
+        while (n < 0 && errno == EINTR);
+        return n;
+    }
     sigset_t pipe_set, old_set;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -496,15 +565,23 @@ void queue_notify(const char *service, const char *text)
         notify_cache[slot].path = mystrdup(path.data);
         notify_cache[slot].fd = -1;
     }
-    /* The fifo may have been re-created (master restart): follow the name. */
-    struct stat st;
-    if (stat(path.data, &st) < 0 || !S_ISFIFO(st.st_mode)) {
-        notify_close(slot);
-        goto out;
+    /*
+     * The fifo may have been re-created (master restart): follow the name,
+     * at most once a second for an open fifo (a write to an old one without
+     * a reader fails with EPIPE and reopens below anyway).
+     */
+    long long now = notify_now_ms();
+    if (notify_cache[slot].fd < 0 || now - notify_cache[slot].checked_ms >= 1000) {
+        struct stat st;
+        if (stat(path.data, &st) < 0 || !S_ISFIFO(st.st_mode)) {
+            notify_close(slot);
+            goto out;
+        }
+        if (notify_cache[slot].fd >= 0 &&
+            (st.st_dev != notify_cache[slot].dev || st.st_ino != notify_cache[slot].ino))
+            notify_close(slot);
+        notify_cache[slot].checked_ms = now;
     }
-    if (notify_cache[slot].fd >= 0 &&
-        (st.st_dev != notify_cache[slot].dev || st.st_ino != notify_cache[slot].ino))
-        notify_close(slot);
     size_t len = strlen(text);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (notify_cache[slot].fd < 0) {

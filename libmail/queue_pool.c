@@ -102,7 +102,7 @@ static int rename_noreplace(const char *from, const char *to)
     return 0;
 }
 
-int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r)
+int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r, ino_t *ino_r)
 {
     struct strbuf from = STRBUF_INIT, to = STRBUF_INIT;
     int fd = -1;
@@ -137,6 +137,7 @@ int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r)
             st.st_uid == geteuid() &&
             (st.st_size <= QUEUE_POOL_KEEP_BYTES || ftruncate(fd, 0) == 0)) {
             *size_r = st.st_size <= QUEUE_POOL_KEEP_BYTES ? st.st_size : 0;
+            *ino_r = st.st_ino;
             break;
         }
         /* Not a file we would have put there: drop it, never write into it. */

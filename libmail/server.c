@@ -92,7 +92,7 @@ static void server_report(char status)
     if (!server_status_ok)
         return;
     memset(&st, 0, sizeof(st));
-    st.pid = getpid();
+    st.pid = msg_pid();
     st.status = status;
     for (;;) {
         ssize_t n = write(SERVER_STATUS_FD, &st, sizeof(st));
@@ -156,6 +156,28 @@ static bool server_fd_valid(int fd)
     return fcntl(fd, F_GETFD) >= 0;
 }
 
+/*
+ * The end of a single-connection process. A worker forked from a template
+ * leaves with _exit(): exit() would run OpenSSL's and the lookup tables'
+ * clean-up handlers, whose frees write to (and so copy) heap pages shared
+ * with the template, only for the kernel to discard them a moment later.
+ * Nothing is buffered (log lines are written whole) and connections are
+ * closed by then. Sanitizer builds keep exit() for the leak check.
+ */
+static _Noreturn void server_worker_exit(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    exit(0);
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    exit(0);
+#endif
+#endif
+    if (server_template_arg != NULL)
+        _exit(0);
+    exit(0);
+}
+
 /* Serve connections one at a time until max_use, max_idle, SIGTERM or master exit. */
 static _Noreturn void server_single_loop(const struct server_spec *spec)
 {
@@ -202,8 +224,15 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
             msg_fatal("epoll_ctl status fd: %s", strerror(errno));
     }
 
+    /*
+     * Master's exit shows on the status pipe (the epoll set above) and makes
+     * the next status write fail; getppid() is only asked when a wait ends
+     * without an event, so a busy process makes no extra calls per connection.
+     */
     time_t idle_since = time(NULL);
-    while (!server_should_exit()) {
+    if (server_should_exit())
+        server_worker_exit();
+    while (!server_exit_flag) {
         long long left = max_idle > 0 ? max_idle - (long long)(time(NULL) - idle_since) : 1;
         if (max_idle > 0 && left <= 0) {
             msg_debug("idle for %llds, exiting", max_idle);
@@ -216,6 +245,11 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
             if (errno == EINTR)
                 continue;
             msg_fatal("epoll_wait: %s", strerror(errno));
+        }
+        if (r == 0) {
+            if (server_should_exit())
+                break;
+            continue;
         }
         bool readable = false, master_gone = false;
         for (int k = 0; k < r; k++) {
@@ -235,8 +269,9 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
         memset(&client, 0, sizeof(client));
         if (is_socket) {
             client.peer_len = sizeof(client.peer);
+            /* Non-blocking already: the services' streams want it so (stream.c). */
             client.fd = accept4(SERVER_LISTEN_FD, (struct sockaddr *)&client.peer, &client.peer_len,
-                                SOCK_CLOEXEC);
+                                SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (client.fd < 0) {
                 /* EAGAIN: a sibling won the race. Others: the peer left early. */
                 if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
@@ -265,12 +300,12 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
             msg_debug("served %lld connections, exiting", used);
             break;
         }
-        if (server_should_exit())
+        if (server_exit_flag)
             break;
         server_report(SERVER_STATUS_IDLE);
         idle_since = time(NULL);
     }
-    exit(0);
+    server_worker_exit();
 }
 
 /* One message to master on the template socket; false when master is gone. */

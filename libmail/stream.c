@@ -65,7 +65,7 @@ struct stream *stream_fdopen(int fd)
     socklen_t tl = sizeof(type);
     s->ops = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 ? &plain_ops : &plain_file_ops;
     int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
+    if (fl >= 0 && !(fl & O_NONBLOCK))
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     return s;
 }

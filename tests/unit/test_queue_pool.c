@@ -78,7 +78,8 @@ static void test_pool_take_on_empty_pool_returns_minus_one(void **state)
 {
     (void)state;
     off_t size = -1;
-    assert_int_equal(queue_pool_take(QUEUE_INCOMING, ".tnothing", &size), -1);
+    ino_t ino = 0;
+    assert_int_equal(queue_pool_take(QUEUE_INCOMING, ".tnothing", &size, &ino), -1);
 }
 
 /* Count the bytes of the only file in pool/ (-1: none or several). */
@@ -135,9 +136,13 @@ static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **stat
     close(fd);
     usleep(250 * 1000); /* past the 200 ms for which an empty pool is remembered */
     off_t stale = -1;
-    fd = queue_pool_take(QUEUE_INCOMING, ".tstale", &stale);
+    ino_t ino = 0;
+    fd = queue_pool_take(QUEUE_INCOMING, ".tstale", &stale, &ino);
     assert_true(fd >= 0);
     assert_int_equal(stale, 13);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_true(ino == st.st_ino); /* the id is made from it without another fstat */
     close(fd);
 }
 
