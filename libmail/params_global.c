@@ -49,7 +49,7 @@ const struct config_param params_global[] = {
      "largest accepted message in bytes (envelope + content); 0 means no limit"},
     {"default_process_limit", CONFIG_INT, "100", 1, 10000,
      "process limit of a master.cf service whose maxproc column is \"-\""},
-    {"max_use", CONFIG_INT, "100", 1, 1000000,
+    {"max_use", CONFIG_INT, "1000", 1, 1000000,
      "connections a single-connection daemon process serves before it exits"},
     {"max_idle", CONFIG_TIME, "100s", 1, DAY,
      "time a daemon process waits for work before it exits"},

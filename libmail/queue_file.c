@@ -662,13 +662,18 @@ int qf_read(int fd, struct qf_message *msg, struct strbuf *err)
             strbuf_printf(err, "fstat: %s", strerror(errno));
         return -1;
     }
-    if (!S_ISREG(st.st_mode)) {
+    return qf_read_st(fd, &st, msg, err);
+}
+
+int qf_read_st(int fd, const struct stat *st, struct qf_message *msg, struct strbuf *err)
+{
+    if (!S_ISREG(st->st_mode)) {
         memset(msg, 0, sizeof(*msg));
         if (err)
             strbuf_puts(err, "queue file is not a regular file");
         return -1;
     }
-    struct qf_src s = {.fd = fd, .size = (uint64_t)st.st_size};
+    struct qf_src s = {.fd = fd, .size = (uint64_t)st->st_size};
     return qf_parse_src(&s, msg, err);
 }
 

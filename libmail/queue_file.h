@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -104,6 +105,8 @@ void qf_writer_abort(struct qf_writer **wp);
 
 /* Parse the whole envelope of the file on fd. 0, or -1 with a reason in err. */
 int qf_read(int fd, struct qf_message *msg, struct strbuf *err);
+/* The same, with the caller's fstat() of fd. */
+int qf_read_st(int fd, const struct stat *st, struct qf_message *msg, struct strbuf *err);
 /* Parse from memory (tests, fuzzing). */
 int qf_parse(const char *data, size_t len, struct qf_message *msg, struct strbuf *err);
 void qf_message_release(struct qf_message *msg);

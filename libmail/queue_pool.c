@@ -2,7 +2,7 @@
  * queue_pool - reuse of delivered queue files. See queue_pool.h.
  *
  * take() keeps a small per-process list of names read from pool/ with one
- * getdents; several processes read the same names, so a rename that finds
+ * small getdents64; several processes read the same names, so a rename that finds
  * nothing (ENOENT: a sibling was faster) moves on. The list is shuffled so
  * that siblings do not all race for the same one. A miss means the list is
  * stale (a busy smtpd reads it only every few dozen milliseconds, in which
@@ -25,10 +25,11 @@
 #include "msg.h"
 #include "strbuf.h"
 
-#define POOL_BATCH 64     /* names remembered per refill */
-#define POOL_TRIES 16     /* renames tried per take */
-#define POOL_REFILLS 3    /* listings of pool/ per take */
-#define POOL_EMPTY_MS 200 /* an empty pool is not looked at again for this long */
+#define POOL_BATCH 64        /* names remembered per refill */
+#define POOL_TRIES 16        /* renames tried per take */
+#define POOL_REFILLS 3       /* listings of pool/ per take */
+#define POOL_EMPTY_MS 200    /* an empty pool is not looked at again for this long */
+#define POOL_LIST_BYTES 4096 /* getdents64 buffer: about 100 names */
 
 static struct {
     char names[POOL_BATCH][QUEUE_ID_MAX];
@@ -58,25 +59,39 @@ static unsigned long long next_rnd(void)
     return cache.rnd >> 33;
 }
 
-/* Read up to POOL_BATCH names from pool/. false when there are none. */
+/*
+ * Read up to POOL_BATCH names from pool/ with one small getdents64: the
+ * kernel produces only what fits in the buffer (a couple of directory
+ * blocks), where readdir()'s 32 KiB buffer had it walk hundreds of entries
+ * at every refill. false when there are none.
+ */
 static bool refill(void)
 {
     struct strbuf path = STRBUF_INIT;
-    DIR *d;
-    struct dirent *de;
+    union {
+        struct dirent64 align;
+        char bytes[POOL_LIST_BYTES];
+    } buf;
 
     cache.n = cache.next = 0;
     pool_dir(&path);
-    d = opendir(path.data);
+    int fd = open(path.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     strbuf_release(&path);
-    if (d == NULL)
+    if (fd < 0)
         return false;
-    while (cache.n < POOL_BATCH && (de = readdir(d)) != NULL) {
-        if (!queue_id_valid(de->d_name))
-            continue; /* ".", "..", anything else */
-        memcpy(cache.names[cache.n++], de->d_name, strlen(de->d_name) + 1); /* valid: fits */
+    for (int reads = 0; reads < 2 && cache.n < POOL_BATCH; reads++) {
+        ssize_t got = getdents64(fd, buf.bytes, sizeof(buf.bytes));
+        if (got <= 0)
+            break;
+        for (ssize_t off = 0; off < got && cache.n < POOL_BATCH;) {
+            const struct dirent64 *de = (const struct dirent64 *)(buf.bytes + off);
+            off += de->d_reclen;
+            if (!queue_id_valid(de->d_name))
+                continue; /* ".", "..", anything else */
+            memcpy(cache.names[cache.n++], de->d_name, strlen(de->d_name) + 1); /* valid: fits */
+        }
     }
-    closedir(d);
+    close(fd);
     for (size_t i = cache.n; i > 1; i--) {
         size_t j = (size_t)(next_rnd() % i);
         char tmp[QUEUE_ID_MAX];
@@ -153,7 +168,7 @@ int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r, ino_
     return fd;
 }
 
-int queue_pool_put(enum queue_dir dir, const char *id, int fd)
+int queue_pool_put(enum queue_dir dir, const char *id, int fd, off_t size)
 {
     struct strbuf from = STRBUF_INIT, to = STRBUF_INIT;
     int rc;
@@ -174,9 +189,13 @@ int queue_pool_put(enum queue_dir dir, const char *id, int fd)
      * crash in between leaves an empty file in dir/, which qmgr recognises
      * (a queue file is never empty) and removes.
      */
-    struct stat st;
-    rc = fstat(fd, &st);
-    if (rc == 0 && st.st_size > QUEUE_POOL_KEEP_BYTES)
+    rc = 0;
+    if (size < 0) {
+        struct stat st;
+        rc = fstat(fd, &st);
+        size = st.st_size;
+    }
+    if (rc == 0 && size > QUEUE_POOL_KEEP_BYTES)
         rc = ftruncate(fd, 0);
     if (rc == 0)
         rc = rename_noreplace(from.data, to.data);

@@ -52,11 +52,12 @@ int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r, ino_
 
 /*
  * Put the file dir/id, whose open descriptor is fd, into pool/: truncate
- * it to zero if it is larger than QUEUE_POOL_KEEP_BYTES, then rename. 0,
+ * it to zero if it is larger than QUEUE_POOL_KEEP_BYTES (its size is size,
+ * or found with fstat when size is -1), then rename. 0,
  * or -1 with errno (the file is left in dir/, possibly empty). The caller
  * must not use fd for anything but close().
  */
-int queue_pool_put(enum queue_dir dir, const char *id, int fd);
+int queue_pool_put(enum queue_dir dir, const char *id, int fd, off_t size);
 
 /*
  * Remove pool files beyond keep, and those not changed for max_idle

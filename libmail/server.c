@@ -67,10 +67,21 @@ static bool server_master_gone(void)
     return false;
 }
 
+/*
+ * Asked once per request by the request loops: the master check (two
+ * system calls) runs at most once a second; SIGTERM is seen at once.
+ */
 bool server_should_exit(void)
 {
+    static long long checked_ms = -1000;
     if (server_exit_flag)
         return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (now - checked_ms < 1000)
+        return false;
+    checked_ms = now;
     if (server_master_gone()) {
         server_exit_flag = 1;
         return true;

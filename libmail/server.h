@@ -80,7 +80,7 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
 const char *server_service_name(void);
 /* Extra arguments after the options (from master.cf). */
 char **server_args(int *count_r);
-/* True once the process was asked to stop (SIGTERM, master gone). */
+/* True once the process was asked to stop (SIGTERM at once; master gone: within a second). */
 bool server_should_exit(void);
 /* Drop root privileges to mail_owner (no-op when not root). */
 void server_drop_privileges(void);

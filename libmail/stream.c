@@ -28,6 +28,7 @@ struct stream {
     char *wbuf;
     size_t wlen;
     unsigned long long nin, nout;
+    bool poll_first; /* the last read found nothing: wait before the next one */
 };
 
 static ssize_t plain_read(void *ctx, int fd, void *buf, size_t len, bool *want_write)
@@ -166,13 +167,27 @@ static enum stream_result stream_fill(struct stream *s)
     if (s->rlen == STREAM_BUFSIZE)
         return STREAM_OK;
     long long deadline = now_ms() + s->timeout_ms;
-    for (;;) {
+    /*
+     * A peer that waits for each reply (most SMTP clients) has sent nothing
+     * yet when we come back for its next command: a read would only say
+     * EAGAIN. Once that happened on a plain socket, the stream waits first
+     * (poll returns at once when data is there: a pipelining peer pays one
+     * poll per read, and reads seldom). Not under TLS, whose library may
+     * hold decrypted bytes that poll cannot see.
+     */
+    if (s->poll_first && s->ops == &plain_ops) {
+        enum stream_result r = stream_wait(s, POLLIN, deadline);
+        if (r != STREAM_OK)
+            return s->status = r;
+    }
+    for (bool waited = s->poll_first;;) {
         bool want_write = false;
         ssize_t n =
             s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, STREAM_BUFSIZE - s->rlen, &want_write);
         if (n > 0) {
             s->rlen += (size_t)n;
             s->nin += (unsigned long long)n;
+            s->poll_first = waited;
             return STREAM_OK;
         }
         if (n == 0)
@@ -181,6 +196,7 @@ static enum stream_result stream_fill(struct stream *s)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return s->status = STREAM_ERROR;
+        waited = true;
         enum stream_result r = stream_wait(s, want_write ? POLLOUT : POLLIN, deadline);
         if (r != STREAM_OK)
             return s->status = r;

@@ -184,10 +184,17 @@ void qmgr_activate(enum queue_dir dir, const char *id, bool force)
             msg_warn("%s: move back to %s: %m", id, queue_dir_name(dir));
         return;
     }
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        msg_warn("%s: fstat active file: %m", id);
+        close(fd);
+        if (queue_move(id, QUEUE_ACTIVE, dir) < 0)
+            msg_warn("%s: move back to %s: %m", id, queue_dir_name(dir));
+        return;
+    }
     {
         /* An empty file is one we emptied for reuse (queue_pool_put) and then crashed. */
-        struct stat st;
-        if (fstat(fd, &st) == 0 && st.st_size == 0) {
+        if (st.st_size == 0) {
             msg_info("%s: empty queue file (delivered, emptied for reuse): removed", id);
             if (queue_remove(QUEUE_ACTIVE, id) < 0 && errno != ENOENT)
                 msg_warn("%s: remove: %m", id);
@@ -199,7 +206,8 @@ void qmgr_activate(enum queue_dir dir, const char *id, bool force)
     m->fd = fd;
     m->was_deferred = dir == QUEUE_DEFERRED;
     snprintf(m->id, sizeof(m->id), "%s", id);
-    if (qf_read(fd, &m->qf, &err) < 0) {
+    m->size = st.st_size;
+    if (qf_read_st(fd, &st, &m->qf, &err) < 0) {
         /* A damaged file is kept for inspection, never delivered, never fatal. */
         msg_warn("%s: corrupt queue file (%s): moved to corrupt/", id, strbuf_str(&err));
         if (queue_move(id, QUEUE_ACTIVE, QUEUE_CORRUPT) < 0)
@@ -296,7 +304,7 @@ void qmgr_finalize(struct qmgr_msg *m)
     if (npending == 0) {
         /* Done: the file goes to pool/ for the next message (queue_pool.h). */
         if (qmgr.pool_files < (size_t)qmgr.reuse_limit &&
-            queue_pool_put(QUEUE_ACTIVE, m->id, m->fd) == 0) {
+            queue_pool_put(QUEUE_ACTIVE, m->id, m->fd, m->size) == 0) {
             qmgr.pool_files++;
             msg_info("%s: removed", m->id);
         } else if (queue_remove(QUEUE_ACTIVE, m->id) < 0 && errno != ENOENT) {

@@ -39,7 +39,8 @@ struct qmgr_rcpt_state {
 
 struct qmgr_msg {
     char id[QUEUE_ID_MAX];
-    int fd; /* active/ID, read-write */
+    int fd;     /* active/ID, read-write */
+    off_t size; /* of the file when it was opened (done marks never change it) */
     struct qf_message qf;
     struct qmgr_rcpt_state *st; /* qf.nrcpts entries */
     size_t jobs;                /* delivery requests not yet answered */

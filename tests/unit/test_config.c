@@ -390,7 +390,7 @@ static void test_override_beats_main_cf(void **state)
     assert_int_equal(load("max_use = 6\n"), 0);
     assert_int_equal(config_int("max_use"), 9);
     config_reset();
-    assert_int_equal(config_int("max_use"), 100);
+    assert_int_equal(config_int("max_use"), 1000);
 }
 
 static void test_override_value_is_expanded(void **state)
