@@ -139,6 +139,8 @@ def main():
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="set a tegami main.cf parameter in the sandbox (repeatable)")
     ap.add_argument("--dir", default="/var/tmp", help="where the tegami sandbox is made")
+    ap.add_argument("--warmup", type=int, default=500,
+                    help="messages sent to each system before the measured runs (not counted)")
     args = ap.parse_args()
 
     if not args.no_postfix:
@@ -154,6 +156,14 @@ def main():
     try:
         sb.user_add("bench", "bench")
         sb.start()
+        # An unmeasured first run for each system: processes started, queue
+        # files and caches in use, as on a mail server that has been running.
+        if args.warmup > 0:
+            run_load("tegami", sb.host, sb.port("smtp"), "bench@example.test",
+                     sb.maildir("bench"), sb.master_pid(), args.warmup, 10, 1024)
+            if not args.no_postfix:
+                run_load("postfix", "127.0.0.1", 2525, "smtpload@ref.test",
+                         POSTFIX_MAILDIR, postfix_master(), args.warmup, 10, 1024)
         results = []
         for c in [int(x) for x in args.concurrency.split(",")]:
             for size in [int(x) for x in args.sizes.split(",")]:
