@@ -363,18 +363,36 @@ int queue_commit(struct queue_new *qn, struct strbuf *err)
             strbuf_printf(err, "fchmod: %s", strerror(errno));
         goto fail;
     }
+    /*
+     * A reused file (queue_pool.h) that the new message did not outgrow
+     * keeps its size and its blocks: the writer overwrote it from offset 0
+     * and the old tail stays behind the end record, where readers stop.
+     * Its inode on disk then already says all a reader needs (size,
+     * blocks), so writing the data and waiting for it is enough here: the
+     * directory fsync below ends with a cache flush, issued after these
+     * writes completed, that makes them durable with the new name. A full
+     * fsync would also write incoming/ itself (ext4 syncs the parent of a
+     * newly linked inode, and the rename from pool/ linked it) and flush
+     * the cache once more, only for the name the file is about to lose.
+     * A new or grown file gets the full fsync.
+     */
+    bool in_place = false;
+    off_t end = 0;
     if (qn->stale_size > 0) {
-        /* A reused file (queue_pool.h): the writer wrote from offset 0; drop the old tail. */
-        off_t end = lseek(qn->fd, 0, SEEK_CUR);
-        if (end < 0 || (end < qn->stale_size && ftruncate(qn->fd, end) < 0)) {
+        end = lseek(qn->fd, 0, SEEK_CUR);
+        if (end < 0) {
             if (err)
-                strbuf_printf(err, "truncate: %s", strerror(errno));
+                strbuf_printf(err, "lseek: %s", strerror(errno));
             goto fail;
         }
+        in_place = end <= qn->stale_size && qn->dir != QUEUE_MAILDROP;
     }
-    if (fsync(qn->fd) < 0) {
+    if (in_place ? sync_file_range(qn->fd, 0, end,
+                                   SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                       SYNC_FILE_RANGE_WAIT_AFTER) < 0
+                 : fsync(qn->fd) < 0) {
         if (err)
-            strbuf_printf(err, "fsync: %s", strerror(errno));
+            strbuf_printf(err, "%s: %s", in_place ? "sync_file_range" : "fsync", strerror(errno));
         goto fail;
     }
     queue_path(&from, qn->dir, qn->tmpname);

@@ -60,7 +60,7 @@ int queue_make_dirs(const char *root, bool sandbox, struct strbuf *err);
 /* An open, not yet committed queue file. */
 struct queue_new {
     int fd;
-    off_t stale_size; /* a reused file's old size: queue_commit cuts what was not overwritten */
+    off_t stale_size; /* a reused file's old size (its tail stays behind the end record) */
     enum queue_dir dir;
     char id[QUEUE_ID_MAX];
     char tmpname[64];

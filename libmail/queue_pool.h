@@ -43,10 +43,10 @@
 /*
  * Take a file from pool/ and rename it to dir/tmpname (which must not
  * exist). Returns an fd open read-write at offset 0, with the file's old
- * size in *size_r (stale bytes the caller must overwrite or truncate away
- * before it commits the file) and its inode number in *ino_r, or -1 when the pool is empty or
- * unusable (the caller creates a new file). Remembers an empty pool for 200 ms, so an idle pool
- * costs nothing.
+ * size in *size_r (stale bytes the caller overwrites; what it does not stays
+ * behind the end record, see queue_commit) and its inode number in *ino_r, or -1 when the pool is
+ * empty or unusable (the caller creates a new file). Remembers an empty pool for 200 ms, so an idle
+ * pool costs nothing.
  */
 int queue_pool_take(enum queue_dir dir, const char *tmpname, off_t *size_r, ino_t *ino_r);
 

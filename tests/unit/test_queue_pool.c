@@ -45,11 +45,12 @@ static void commit_msg(struct queue_new *qn, const char *text)
     assert_int_equal(queue_commit(qn, NULL), 0);
 }
 
-static void test_pool_take_reuses_the_inode_and_commit_cuts_the_old_bytes(void **state)
+static void test_pool_take_reuses_the_inode_and_commit_keeps_its_size(void **state)
 {
     (void)state;
-    struct queue_new a, b;
+    struct queue_new a, b, c;
     struct stat st, st2;
+    char buf[64];
 
     commit_msg(&a, "first message, delivered");
     int fd = queue_open(QUEUE_INCOMING, a.id, true);
@@ -60,17 +61,32 @@ static void test_pool_take_reuses_the_inode_and_commit_cuts_the_old_bytes(void *
     assert_true(queue_open(QUEUE_INCOMING, a.id, false) < 0);
 
     /* The next new file is the same inode under a new ID (after the 200 ms
-     * for which the first create remembered the pool as empty), holding only
-     * the new, shorter message: the old bytes past it are cut at commit. */
+     * for which the first create remembered the pool as empty). The shorter
+     * message is written over the old one, whose tail stays: the size and
+     * the blocks do not change, so the inode need not be written again. */
     usleep(250 * 1000);
     commit_msg(&b, "second");
-    fd = queue_open(QUEUE_INCOMING, b.id, false);
+    fd = queue_open(QUEUE_INCOMING, b.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st2), 0);
+    assert_int_equal(st.st_ino, st2.st_ino);
+    assert_int_equal(st2.st_size, 24);
+    assert_int_equal(pread(fd, buf, 24, 0), 24);
+    assert_memory_equal(buf, "secondmessage, delivered", 24);
+    assert_string_not_equal(a.id, b.id);
+
+    /* A longer message grows the file (and gets a full fsync). */
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, b.id, fd, -1), 0);
+    close(fd);
+    usleep(250 * 1000);
+    const char *third = "third message, longer than both of those";
+    commit_msg(&c, third);
+    fd = queue_open(QUEUE_INCOMING, c.id, false);
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, &st2), 0);
     close(fd);
     assert_int_equal(st.st_ino, st2.st_ino);
-    assert_int_equal(st2.st_size, 6);
-    assert_string_not_equal(a.id, b.id);
+    assert_int_equal(st2.st_size, strlen(third));
     assert_int_equal(queue_pool_trim(100, 0), 0);
 }
 
@@ -169,8 +185,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         /* Before the empty-pool test: an empty pool is not looked at again for 200 ms. */
-        cmocka_unit_test_setup_teardown(
-            test_pool_take_reuses_the_inode_and_commit_cuts_the_old_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_take_reuses_the_inode_and_commit_keeps_its_size,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_put_keeps_a_small_file_and_empties_a_large_one,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_trim_keeps_at_most_keep, setup, teardown),
