@@ -79,10 +79,25 @@ static bool refill(void)
     strbuf_release(&path);
     if (fd < 0)
         return false;
-    for (int reads = 0; reads < 2 && cache.n < POOL_BATCH; reads++) {
+    /*
+     * Start at a random place. In a hashed directory (ext4's htree, which
+     * pool/ becomes past one block) an offset is a hash position, so
+     * siblings read different slices of pool/ instead of all racing for its
+     * first names (each lost race costs a refill). Past the end, or where
+     * such an offset means nothing (a small, linear directory; another file
+     * system), the read finds nothing or fails and starts over at 0.
+     */
+    bool wrapped = lseek(fd, (off_t)(next_rnd() & 0x7fffffff) << 32, SEEK_SET) < 0;
+    if (wrapped)
+        (void)lseek(fd, 0, SEEK_SET);
+    for (int reads = 0; reads < 3 && cache.n < POOL_BATCH; reads++) {
         ssize_t got = getdents64(fd, buf.bytes, sizeof(buf.bytes));
-        if (got <= 0)
-            break;
+        if (got <= 0) {
+            if (wrapped || lseek(fd, 0, SEEK_SET) < 0)
+                break;
+            wrapped = true;
+            continue;
+        }
         for (ssize_t off = 0; off < got && cache.n < POOL_BATCH;) {
             const struct dirent64 *de = (const struct dirent64 *)(buf.bytes + off);
             off += de->d_reclen;
