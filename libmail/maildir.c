@@ -169,6 +169,61 @@ static int open_tmp(const char *path, struct strbuf *base, struct strbuf *tmp, s
     return -1;
 }
 
+/*
+ * new/ directories kept open for their fsyncs, a few per process (local
+ * delivers to the same mailboxes over and over). Each use first stats the
+ * path, after the rename: a cached descriptor is used only while it is
+ * still the directory the name leads to (a Maildir removed and created
+ * again gets a fresh one), which costs one system call instead of three.
+ */
+#define NEWDIR_CACHE 8
+
+static struct {
+    char *path; /* ".../new" */
+    int fd;
+    struct stat st;
+} newdir_cache[NEWDIR_CACHE];
+static unsigned newdir_next;
+
+/* An fd for the directory path (one of the cache's: do not close), or -1. */
+static int newdir_fd(const char *path, const struct stat **st_r)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return -1;
+    for (int i = 0; i < NEWDIR_CACHE; i++) {
+        if (newdir_cache[i].path == NULL || strcmp(newdir_cache[i].path, path) != 0)
+            continue;
+        if (newdir_cache[i].st.st_dev == st.st_dev && newdir_cache[i].st.st_ino == st.st_ino) {
+            *st_r = &newdir_cache[i].st;
+            return newdir_cache[i].fd;
+        }
+        close(newdir_cache[i].fd);
+        myfree(newdir_cache[i].path);
+        newdir_cache[i].path = NULL;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat fst;
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &fst) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    unsigned i = newdir_next++ % NEWDIR_CACHE;
+    if (newdir_cache[i].path) {
+        close(newdir_cache[i].fd);
+        myfree(newdir_cache[i].path);
+    }
+    newdir_cache[i].path = mystrdup(path);
+    newdir_cache[i].fd = fd;
+    newdir_cache[i].st = fst;
+    *st_r = &newdir_cache[i].st;
+    return fd;
+}
+
 int maildir_deliver(const char *path, const char *prefix, size_t prefix_len, int src_fd,
                     off_t offset, size_t len, struct strbuf *name_r, struct strbuf *err)
 {
@@ -176,7 +231,7 @@ int maildir_deliver(const char *path, const char *prefix, size_t prefix_len, int
     char *buf = copy_buffer();
     size_t size = 0, lfs = 0, left = len;
     off_t off = offset;
-    int fd = -1, dfd = -1, saved;
+    int fd = -1, saved;
     bool have_tmp = false, in_new = false;
 
     if (offset < 0 || prefix_len > SIZE_MAX - len) {
@@ -253,12 +308,12 @@ int maildir_deliver(const char *path, const char *prefix, size_t prefix_len, int
     in_new = true;
     strbuf_reset(&tmp);
     strbuf_printf(&tmp, "%s/new", path);
-    if ((dfd = open(tmp.data, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
-        dirsync_after_rename(dfd) < 0) {
+    const struct stat *dst_st;
+    int dfd = newdir_fd(tmp.data, &dst_st);
+    if (dfd < 0 || dirsync_after_rename_st(dfd, dst_st) < 0) {
         strbuf_printf(err, "fsync %s: %s", tmp.data, strerror(errno));
         goto fail;
     }
-    close(dfd);
 
     strbuf_reset(name_r);
     strbuf_printf(name_r, "new/%s,S=%zu,W=%zu", base.data, size, size + lfs);
@@ -271,8 +326,6 @@ fail:
     saved = errno;
     if (fd >= 0)
         close(fd);
-    if (dfd >= 0)
-        close(dfd);
     /* Nothing may stay behind: not the partial tmp/ file, not an unsynced new/ entry. */
     if (in_new) {
         if (unlink(dst.data) < 0)

@@ -200,6 +200,35 @@ static void test_deliver_large_message_spanning_blocks(void **state)
     strbuf_release(&pre);
 }
 
+/* new/ is kept open between deliveries; a Maildir made again must get its own. */
+static void test_deliver_after_the_maildir_was_made_again(void **state)
+{
+    (void)state;
+    struct strbuf name = STRBUF_INIT, err = STRBUF_INIT;
+    char p[4500];
+    struct stat st;
+    int fd = source_fd("hello\n", 6);
+    assert_int_equal(maildir_deliver(md, "", 0, fd, 0, 6, &name, &err), 0);
+    snprintf(p, sizeof(p), "%s/%s", md, name.data);
+    assert_int_equal(unlink(p), 0);
+    snprintf(p, sizeof(p), "%s/new", md);
+    assert_int_equal(rmdir(p), 0);
+    assert_int_equal(mkdir(p, 0700), 0);
+    assert_int_equal(maildir_deliver(md, "", 0, fd, 0, 6, &name, &err), 0);
+    snprintf(p, sizeof(p), "%s/%s", md, name.data);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 6);
+    /* And without new/ at all, the delivery fails and leaves nothing. */
+    snprintf(p, sizeof(p), "%s/new", md);
+    char moved[4600];
+    snprintf(moved, sizeof(moved), "%s/new.gone", md);
+    assert_int_equal(rename(p, moved), 0);
+    assert_int_equal(maildir_deliver(md, "", 0, fd, 0, 6, &name, &err), -1);
+    close(fd);
+    strbuf_release(&name);
+    strbuf_release(&err);
+}
+
 static void test_list_oldest_first_and_moves_new_to_cur(void **state)
 {
     (void)state;
@@ -304,6 +333,7 @@ int main(void)
         cmocka_unit_test_setup(test_create_makes_subdirectories, fresh),
         cmocka_unit_test_setup(test_deliver_one_file_in_new_with_sizes_and_exact_content, fresh),
         cmocka_unit_test_setup(test_deliver_large_message_spanning_blocks, fresh),
+        cmocka_unit_test_setup(test_deliver_after_the_maildir_was_made_again, fresh),
         cmocka_unit_test_setup(test_list_oldest_first_and_moves_new_to_cur, fresh),
         cmocka_unit_test_setup(test_list_of_missing_maildir_is_empty, fresh),
         cmocka_unit_test_setup(test_lock_is_exclusive_until_closed, fresh),
