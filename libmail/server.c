@@ -189,6 +189,32 @@ static _Noreturn void server_worker_exit(void)
     exit(0);
 }
 
+/*
+ * Accept one connection from the listener (non-blocking). false when there
+ * is none (a sibling was faster: normal; quiet says the caller only tried)
+ * or it failed.
+ */
+static bool server_accept(struct server_client *client, bool quiet)
+{
+    memset(client, 0, sizeof(*client));
+    client->peer_len = sizeof(client->peer);
+    /* Non-blocking already: the services' streams want it so (stream.c). */
+    client->fd = accept4(SERVER_LISTEN_FD, (struct sockaddr *)&client->peer, &client->peer_len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (client->fd < 0) {
+        /* EAGAIN: none waiting, or a sibling won the race. Others: the peer left early. */
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED &&
+            errno != EPROTO && !quiet)
+            msg_warn("accept: %s", strerror(errno));
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            sleep(1);
+        return false;
+    }
+    sock_addr_text((struct sockaddr *)&client->peer, client->addr, sizeof(client->addr),
+                   &client->port);
+    return true;
+}
+
 /* Serve connections one at a time until max_use, max_idle, SIGTERM or master exit. */
 static _Noreturn void server_single_loop(const struct server_spec *spec)
 {
@@ -238,76 +264,74 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
     time_t idle_since = time(NULL);
     if (server_should_exit())
         server_worker_exit();
+    bool busy = false; /* what master last heard from us */
     while (!server_exit_flag) {
-        long long left = max_idle > 0 ? max_idle - (long long)(time(NULL) - idle_since) : 1;
-        if (max_idle > 0 && left <= 0) {
-            msg_debug("idle for %llds, exiting", max_idle);
-            break;
-        }
-        /* Wake at least every second to notice reparenting. */
-        struct epoll_event got[2];
-        int r = epoll_wait(ep, got, 2, left > 1 ? 1000 : (int)left * 1000);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            msg_fatal("epoll_wait: %s", strerror(errno));
-        }
-        if (r == 0) {
-            if (server_should_exit())
-                break;
-            continue;
-        }
-        bool readable = false, master_gone = false;
-        for (int k = 0; k < r; k++) {
-            if (got[k].data.u32 == 1 && (got[k].events & (EPOLLERR | EPOLLHUP)))
-                master_gone = true;
-            else if (got[k].data.u32 == 0)
-                readable = true;
-        }
-        if (master_gone) {
-            msg_debug("master went away, exiting");
-            break;
-        }
-        if (!readable)
-            continue;
-
         struct server_client client;
-        memset(&client, 0, sizeof(client));
-        if (is_socket) {
-            client.peer_len = sizeof(client.peer);
-            /* Non-blocking already: the services' streams want it so (stream.c). */
-            client.fd = accept4(SERVER_LISTEN_FD, (struct sockaddr *)&client.peer, &client.peer_len,
-                                SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (client.fd < 0) {
-                /* EAGAIN: a sibling won the race. Others: the peer left early. */
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                    errno != ECONNABORTED && errno != EPROTO)
-                    msg_warn("accept: %s", strerror(errno));
-                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                    sleep(1);
+        /*
+         * Just done with a connection: one already waiting is served at
+         * once, with no idle/busy pair of reports to master and no other
+         * process woken for it. Otherwise tell master we are idle and wait.
+         */
+        bool have = busy && is_socket && server_accept(&client, true);
+        if (!have && busy) {
+            server_report(SERVER_STATUS_IDLE);
+            busy = false;
+            idle_since = time(NULL);
+        }
+        if (!have) {
+            long long left = max_idle > 0 ? max_idle - (long long)(time(NULL) - idle_since) : 1;
+            if (max_idle > 0 && left <= 0) {
+                msg_debug("idle for %llds, exiting", max_idle);
+                break;
+            }
+            /* Wake at least every second to notice reparenting. */
+            struct epoll_event got[2];
+            int r = epoll_wait(ep, got, 2, left > 1 ? 1000 : (int)left * 1000);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                msg_fatal("epoll_wait: %s", strerror(errno));
+            }
+            if (r == 0) {
+                if (server_should_exit())
+                    break;
                 continue;
             }
-            sock_addr_text((struct sockaddr *)&client.peer, client.addr, sizeof(client.addr),
-                           &client.port);
-        } else {
-            /* A fifo served in single mode: hand over a copy of the fifo. */
-            client.fd = fcntl(SERVER_LISTEN_FD, F_DUPFD_CLOEXEC, 5);
-            if (client.fd < 0)
-                msg_fatal("dup fifo: %s", strerror(errno));
-            snprintf(client.addr, sizeof(client.addr), "fifo");
+            bool readable = false, master_gone = false;
+            for (int k = 0; k < r; k++) {
+                if (got[k].data.u32 == 1 && (got[k].events & (EPOLLERR | EPOLLHUP)))
+                    master_gone = true;
+                else if (got[k].data.u32 == 0)
+                    readable = true;
+            }
+            if (master_gone) {
+                msg_debug("master went away, exiting");
+                break;
+            }
+            if (!readable)
+                continue;
+            if (is_socket) {
+                if (!server_accept(&client, false))
+                    continue;
+            } else {
+                /* A fifo served in single mode: hand over a copy of the fifo. */
+                memset(&client, 0, sizeof(client));
+                client.fd = fcntl(SERVER_LISTEN_FD, F_DUPFD_CLOEXEC, 5);
+                if (client.fd < 0)
+                    msg_fatal("dup fifo: %s", strerror(errno));
+                snprintf(client.addr, sizeof(client.addr), "fifo");
+            }
         }
-
-        server_report(SERVER_STATUS_BUSY);
+        if (!busy) {
+            server_report(SERVER_STATUS_BUSY);
+            busy = true;
+        }
         spec->service(&client);
         used++;
         if (max_use > 0 && used >= max_use) {
             msg_debug("served %lld connections, exiting", used);
             break;
         }
-        if (server_exit_flag)
-            break;
-        server_report(SERVER_STATUS_IDLE);
-        idle_since = time(NULL);
     }
     server_worker_exit();
 }
