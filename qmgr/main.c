@@ -159,6 +159,8 @@ static void fifo_read(int fd)
                 fifo_line[fifo_len++] = c;
             }
         }
+        if ((size_t)n < sizeof(buf))
+            return; /* drained: poll says when more comes, no read just for EAGAIN */
     }
 }
 

@@ -823,6 +823,8 @@ static void conn_readable(struct conn *c)
         }
         if (!conn_decode(c))
             return;
+        if ((size_t)n < sizeof(buf))
+            return; /* drained: poll says when more comes, no read just for EAGAIN */
     }
 }
 
