@@ -1160,7 +1160,7 @@ void imapd_service(struct server_client *client)
     }
     if (heap_free_trimmed == SIZE_MAX)
         heap_free_trimmed = mallinfo2().fordblks;
-    s.stream = stream_fdopen(client->fd);
+    s.stream = client->nonblock_socket ? stream_sockopen(client->fd) : stream_fdopen(client->fd);
     /* Before login every read (a literal too) waits at most imapd_preauth_timeout. */
     stream_set_timeout(s.stream, (int)(imapd_params.preauth_timeout * 1000));
     s.loopback = sock_addr_is_loopback((const struct sockaddr *)&client->peer);

@@ -199,18 +199,37 @@ out:
 
 /* ---- creating files ---- */
 
+/*
+ * Temporary names need only be unlikely to clash (they are created with
+ * O_EXCL or renamed to without replacing): a generator seeded from
+ * getrandom() once per process (again in a fork()ed child, which would
+ * otherwise repeat its parent's names) instead of a system call per file.
+ */
+static unsigned long long random_next(void)
+{
+    static unsigned long long state;
+    static pid_t seeded;
+    if (seeded != msg_pid()) {
+        seeded = msg_pid();
+        if (getrandom(&state, sizeof(state), GRND_NONBLOCK) != (ssize_t)sizeof(state))
+            state = now_us() ^ ((unsigned long long)seeded << 32);
+    }
+    /* splitmix64 */
+    unsigned long long z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 static void random_hex(char *buf, size_t nbytes)
 {
     unsigned char rnd[16];
     if (nbytes > sizeof(rnd))
         nbytes = sizeof(rnd);
-    if (getrandom(rnd, nbytes, GRND_NONBLOCK) != (ssize_t)nbytes) {
-        /* Fall back to time and pid: the name only needs to be unlikely to clash (O_EXCL). */
-        unsigned long long x = now_us() ^ ((unsigned long long)getpid() << 32);
-        for (size_t i = 0; i < nbytes; i++) {
-            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-            rnd[i] = (unsigned char)(x >> 56);
-        }
+    for (size_t i = 0; i < nbytes; i += 8) {
+        unsigned long long x = random_next();
+        for (size_t k = 0; k < 8 && i + k < nbytes; k++)
+            rnd[i + k] = (unsigned char)(x >> (8 * k));
     }
     for (size_t i = 0; i < nbytes; i++) {
         buf[2 * i] = "0123456789abcdef"[rnd[i] >> 4];

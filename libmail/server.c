@@ -212,6 +212,7 @@ static bool server_accept(struct server_client *client, bool quiet)
     }
     sock_addr_text((struct sockaddr *)&client->peer, client->addr, sizeof(client->addr),
                    &client->port);
+    client->nonblock_socket = true;
     return true;
 }
 

@@ -60,6 +60,7 @@ struct server_client {
     socklen_t peer_len;
     char addr[64]; /* numeric peer address, "unix" for UNIX sockets */
     int port;
+    bool nonblock_socket; /* fd is an accepted socket, already non-blocking (stream_sockopen) */
 };
 
 struct server_spec {

@@ -71,6 +71,16 @@ struct stream *stream_fdopen(int fd)
     return s;
 }
 
+struct stream *stream_sockopen(int fd)
+{
+    struct stream *s = mycalloc(1, sizeof(*s));
+    s->fd = fd;
+    s->own_fd = true;
+    s->timeout_ms = 300 * 1000;
+    s->ops = &plain_ops;
+    return s;
+}
+
 void stream_free(struct stream **sp)
 {
     struct stream *s = *sp;

@@ -47,6 +47,8 @@ struct stream;
 
 /* Wrap fd (made non-blocking). The stream owns fd. */
 struct stream *stream_fdopen(int fd);
+/* The same for a socket the caller knows is non-blocking (two system calls fewer). */
+struct stream *stream_sockopen(int fd);
 /* Close the fd (unless detached) and free; sets *sp to NULL. */
 void stream_free(struct stream **sp);
 /* Give up ownership of the fd: stream_free will not close it. */

@@ -136,7 +136,7 @@ void pop3d_service(struct server_client *client)
         int on = 1;
         (void)setsockopt(client->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     }
-    sess.stream = stream_fdopen(client->fd);
+    sess.stream = client->nonblock_socket ? stream_sockopen(client->fd) : stream_fdopen(client->fd);
     stream_set_timeout(sess.stream, (int)(pop3d_params.timeout * 1000));
     sess.loopback = sock_addr_is_loopback((const struct sockaddr *)&client->peer);
     msg_info("connect from %s", sess.client);

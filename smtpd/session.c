@@ -380,7 +380,7 @@ void smtpd_session_run(struct server_client *client, const struct smtpd_limits *
     s.client_name = "unknown";
     s.client_addr = client->addr;
     s.last_verb = "CONNECT";
-    s.stream = stream_fdopen(client->fd);
+    s.stream = client->nonblock_socket ? stream_sockopen(client->fd) : stream_fdopen(client->fd);
     stream_set_timeout(s.stream, limits->timeout * 1000);
 
     msg_info("connect from %s[%s]", s.client_name, s.client_addr);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -154,6 +155,37 @@ static void test_abort_leaves_nothing(void **state)
     assert_int_equal(count_entries("hold"), before);
 }
 
+/* A fork()ed child must not repeat its parent's temporary names. */
+static void test_temporary_names_differ_after_fork(void **state)
+{
+    (void)state;
+    struct queue_new a, b;
+    int p[2];
+    char child_name[sizeof(a.tmpname)] = "";
+    assert_int_equal(queue_create(QUEUE_HOLD, &a, NULL), 0); /* the generator is seeded now */
+    queue_abort(&a);
+    assert_int_equal(pipe(p), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = queue_create(QUEUE_HOLD, &b, NULL) == 0;
+        if (ok) {
+            ok = write(p[1], b.tmpname, sizeof(b.tmpname)) == (ssize_t)sizeof(b.tmpname);
+            queue_abort(&b);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    close(p[1]);
+    assert_int_equal(read(p[0], child_name, sizeof(child_name)), (ssize_t)sizeof(child_name));
+    close(p[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(queue_create(QUEUE_HOLD, &b, NULL), 0);
+    assert_string_not_equal(b.tmpname, child_name);
+    queue_abort(&b);
+}
+
 static void test_move_open_remove(void **state)
 {
     (void)state;
@@ -228,6 +260,7 @@ int main(void)
         cmocka_unit_test(test_id_valid_rejects_bad_ids),
         cmocka_unit_test(test_dir_names_round_trip),
         cmocka_unit_test(test_make_dirs_sets_modes),
+        cmocka_unit_test(test_temporary_names_differ_after_fork),
         cmocka_unit_test(test_create_commit_ids_are_unique_sorted_and_timed),
         cmocka_unit_test(test_abort_leaves_nothing),
         cmocka_unit_test(test_move_open_remove),

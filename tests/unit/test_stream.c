@@ -87,6 +87,45 @@ static void test_timeout_is_reported_and_sticky(void **state)
     pair_close(&p);
 }
 
+/*
+ * A socket stream opened as already non-blocking: lock-step reads (the
+ * stream waits before its read once one found nothing), a pipelined burst
+ * in one read, the timeout, and writes.
+ */
+static void test_sockopen_lock_step_and_pipelined(void **state)
+{
+    (void)state;
+    int sv[2];
+    char buf[64];
+    struct strbuf line = STRBUF_INIT;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct stream *s = stream_sockopen(sv[0]);
+    stream_set_timeout(s, 50);
+    assert_int_equal(stream_read_line(s, &line, 100), STREAM_TIMEOUT);
+    stream_free(&s);
+    close(sv[1]);
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    s = stream_sockopen(sv[0]);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(stream_puts(s, "250 ok\r\n"), 0);
+        assert_int_equal(stream_flush(s), 0);
+        assert_int_equal(read(sv[1], buf, sizeof(buf)), 8);
+        assert_int_equal(write(sv[1], "NOOP\r\n", 6), 6);
+        assert_int_equal(stream_read_line(s, &line, 100), STREAM_OK);
+        assert_string_equal(line.data, "NOOP\r\n");
+    }
+    assert_int_equal(write(sv[1], "A\r\nB\r\n", 6), 6);
+    assert_int_equal(stream_read_line(s, &line, 100), STREAM_OK);
+    assert_string_equal(line.data, "A\r\n");
+    assert_int_equal(stream_read_line(s, &line, 100), STREAM_OK);
+    assert_string_equal(line.data, "B\r\n");
+    close(sv[1]);
+    assert_int_equal(stream_read_line(s, &line, 100), STREAM_EOF);
+    stream_free(&s);
+    strbuf_release(&line);
+}
+
 static void test_write_still_works_after_read_timeout(void **state)
 {
     (void)state;
@@ -284,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_line_longer_than_max_is_partial_and_rest_stays),
         cmocka_unit_test(test_eof_keeps_partial_line),
         cmocka_unit_test(test_timeout_is_reported_and_sticky),
+        cmocka_unit_test(test_sockopen_lock_step_and_pipelined),
         cmocka_unit_test(test_write_still_works_after_read_timeout),
         cmocka_unit_test(test_bare_cr_does_not_end_a_line),
         cmocka_unit_test(test_pipelined_input_is_buffered_and_discardable),
