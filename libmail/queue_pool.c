@@ -17,12 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "msg.h"
+#include "mymalloc.h"
 #include "strbuf.h"
 
 #define POOL_BATCH 64        /* names remembered per refill */
@@ -257,4 +259,76 @@ size_t queue_pool_trim(size_t keep, time_t max_idle)
     strbuf_release(&path);
     strbuf_release(&file);
     return left;
+}
+
+static int ino_cmp(const void *a, const void *b)
+{
+    ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+size_t queue_pool_recover(void)
+{
+    struct strbuf path = STRBUF_INIT, file = STRBUF_INIT;
+    ino_t *inos = NULL;
+    char (*names)[QUEUE_ID_MAX] = NULL;
+    size_t n = 0, cap = 0, removed = 0;
+    DIR *d;
+    struct dirent *de;
+
+    pool_dir(&path);
+    if ((d = opendir(path.data)) == NULL)
+        goto out;
+    while ((de = readdir(d)) != NULL) {
+        if (!queue_id_valid(de->d_name))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 256;
+            inos = myrealloc(inos, cap * sizeof(*inos));
+            names = myrealloc(names, cap * sizeof(*names));
+        }
+        inos[n] = de->d_ino;
+        memcpy(names[n], de->d_name, strlen(de->d_name) + 1);
+        n++;
+    }
+    closedir(d);
+    if (n == 0)
+        goto out;
+    /* Sort the inode numbers, carrying the names along. */
+    ino_t *sorted = mymalloc(n * sizeof(*sorted));
+    memcpy(sorted, inos, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), ino_cmp);
+    for (int dir = 0; dir < QUEUE_DIR_COUNT; dir++) {
+        strbuf_reset(&path);
+        strbuf_printf(&path, "%s/%s", queue_root(), queue_dir_name((enum queue_dir)dir));
+        if ((d = opendir(path.data)) == NULL)
+            continue;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.' ||
+                !bsearch(&de->d_ino, sorted, n, sizeof(*sorted), ino_cmp))
+                continue;
+            for (size_t i = 0; i < n; i++) {
+                if (inos[i] != de->d_ino || names[i][0] == 0)
+                    continue;
+                strbuf_reset(&file);
+                strbuf_printf(&file, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, names[i]);
+                msg_warn("%s: also linked as %s/%s (a crash lost its removal from pool/): "
+                         "removed from pool/",
+                         file.data, queue_dir_name((enum queue_dir)dir), de->d_name);
+                if (unlink(file.data) == 0)
+                    removed++;
+                else if (errno != ENOENT)
+                    msg_warn("unlink %s: %m", file.data);
+                names[i][0] = 0;
+            }
+        }
+        closedir(d);
+    }
+    myfree(sorted);
+out:
+    myfree(inos);
+    myfree(names);
+    strbuf_release(&path);
+    strbuf_release(&file);
+    return removed;
 }

@@ -65,4 +65,14 @@ int queue_pool_put(enum queue_dir dir, const char *id, int fd, off_t size);
  */
 size_t queue_pool_trim(size_t keep, time_t max_idle);
 
+/*
+ * Taking a file from pool/ is a rename whose removal from pool/ is never
+ * fsync'ed; after a crash of the machine the file can be linked both in
+ * pool/ and under its queue ID (fsck may even count both links), and the
+ * next writer would overwrite a queued message. Run before any process
+ * takes from the pool (master at start): removes every pool/ entry whose
+ * inode is also linked in a queue directory. Returns how many.
+ */
+size_t queue_pool_recover(void);
+
 #endif

@@ -30,6 +30,7 @@
 #include "msg.h"
 #include "mymalloc.h"
 #include "queue.h"
+#include "queue_pool.h"
 #include "strbuf.h"
 
 const char *master_config_dir;
@@ -193,6 +194,8 @@ static void master_prepare_queue(void)
         }
         strbuf_release(&p);
     }
+    /* Before any smtpd can take a pool file: none may also be a queued message. */
+    (void)queue_pool_recover();
     /* The shared map of directory fsyncs (libmail/dirsync.c): pid/ is not mail_owner's. */
     struct strbuf ds = STRBUF_INIT;
     strbuf_printf(&ds, "%s/pid/dirsync", qdir);

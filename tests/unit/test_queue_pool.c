@@ -8,6 +8,7 @@
 #include "test_util.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -165,6 +166,41 @@ static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **stat
     close(fd);
 }
 
+/* After a crash, a pool file also linked as a queued message is dropped from pool/ only. */
+static void test_pool_recover_drops_entries_linked_elsewhere(void **state)
+{
+    (void)state;
+    struct queue_new a, b, c;
+    char pool_b[4096], pool_c[4096], in_a[4096];
+    struct stat st;
+
+    commit_msg(&a, "queued message");
+    commit_msg(&b, "b");
+    commit_msg(&c, "c");
+    int fd = queue_open(QUEUE_INCOMING, b.id, true);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, b.id, fd, -1), 0);
+    close(fd);
+    fd = queue_open(QUEUE_INCOMING, c.id, true);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, c.id, fd, -1), 0);
+    close(fd);
+    snprintf(pool_b, sizeof(pool_b), "%s/pool/%s", root, b.id);
+    snprintf(pool_c, sizeof(pool_c), "%s/pool/%s", root, c.id);
+    snprintf(in_a, sizeof(in_a), "%s/incoming/%s", root, a.id);
+    /* What a lost pool/ update leaves: pool/B is the inode of incoming/A. */
+    assert_int_equal(unlink(pool_b), 0);
+    assert_int_equal(link(in_a, pool_b), 0);
+
+    assert_int_equal(queue_pool_recover(), 1);
+    assert_true(stat(pool_b, &st) < 0 && errno == ENOENT);
+    assert_int_equal(stat(in_a, &st), 0);
+    assert_int_equal(st.st_nlink, 1);
+    assert_int_equal(st.st_size, 14);
+    assert_int_equal(stat(pool_c, &st), 0); /* an ordinary pool file stays */
+    assert_int_equal(queue_pool_recover(), 0);
+    assert_int_equal(queue_pool_trim(0, 0), 0);
+    assert_int_equal(queue_remove(QUEUE_INCOMING, a.id), 0);
+}
+
 static void test_pool_trim_keeps_at_most_keep(void **state)
 {
     (void)state;
@@ -189,6 +225,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_put_keeps_a_small_file_and_empties_a_large_one,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pool_recover_drops_entries_linked_elsewhere, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pool_trim_keeps_at_most_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_take_on_empty_pool_returns_minus_one, setup,
                                         teardown),
