@@ -271,7 +271,7 @@ size_t queue_pool_recover(void)
 {
     struct strbuf path = STRBUF_INIT, file = STRBUF_INIT;
     ino_t *inos = NULL;
-    char (*names)[QUEUE_ID_MAX] = NULL;
+    char(*names)[QUEUE_ID_MAX] = NULL;
     size_t n = 0, cap = 0, removed = 0;
     DIR *d;
     struct dirent *de;
@@ -304,8 +304,7 @@ size_t queue_pool_recover(void)
         if ((d = opendir(path.data)) == NULL)
             continue;
         while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.' ||
-                !bsearch(&de->d_ino, sorted, n, sizeof(*sorted), ino_cmp))
+            if (de->d_name[0] == '.' || !bsearch(&de->d_ino, sorted, n, sizeof(*sorted), ino_cmp))
                 continue;
             for (size_t i = 0; i < n; i++) {
                 if (inos[i] != de->d_ino || names[i][0] == 0)
