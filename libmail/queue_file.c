@@ -26,7 +26,8 @@
 #define QF_MAGIC "TEGAMIQ1\n"
 #define QF_MAGIC_LEN 9
 #define QF_WRITE_BUF 65536
-#define QF_READ_WINDOW 65536
+#define QF_READ_WINDOW 4096 /* the envelope records are small; the content is never read */
+#define QF_COPY_BUF 65536
 
 /* ---- writing ---- */
 
@@ -750,12 +751,12 @@ size_t qf_pending(const struct qf_message *msg)
 int qf_copy_content(int fd, const struct qf_message *msg,
                     int (*sink)(void *ctx, const char *buf, size_t len), void *ctx)
 {
-    char *buf = mymalloc(QF_READ_WINDOW);
+    char *buf = mymalloc(QF_COPY_BUF);
     off_t off = msg->content_offset;
     size_t left = msg->content_size;
     int rc = 0;
     while (left > 0) {
-        size_t want = left < QF_READ_WINDOW ? left : QF_READ_WINDOW;
+        size_t want = left < QF_COPY_BUF ? left : QF_COPY_BUF;
         ssize_t n = pread(fd, buf, want, off);
         if (n < 0) {
             if (errno == EINTR)

@@ -169,6 +169,34 @@ static void test_deliver_one_file_in_new_with_sizes_and_exact_content(void **sta
     strbuf_release(&err);
 }
 
+/* W= counts every LF, whatever the bytes around it and the alignment. */
+static void test_deliver_counts_lf_among_any_bytes(void **state)
+{
+    (void)state;
+    static const unsigned char alphabet[] = {'\n', '\n', 0x8a, 0x0b, 0x09, 0x00, 0xff, 0x80, 'a'};
+    struct strbuf name = STRBUF_INIT, err = STRBUF_INIT;
+    unsigned long long x = 12345;
+    for (size_t n = 0; n < 70; n += 7) {
+        char body[80];
+        size_t lfs = 0;
+        for (size_t i = 0; i < n; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            body[i] = (char)alphabet[(x >> 33) % sizeof(alphabet)];
+            lfs += body[i] == '\n';
+        }
+        int fd = source_fd(body, n);
+        /* An odd-length prefix with one LF shifts the content's alignment. */
+        assert_int_equal(maildir_deliver(md, "P: q\n", 5, fd, 0, n, &name, &err), 0);
+        close(fd);
+        char expect[64];
+        snprintf(expect, sizeof(expect), ",S=%zu,W=%zu", n + 5, n + 5 + lfs + 1);
+        if (strstr(name.data, expect) == NULL)
+            fail_msg("%zu bytes: %s, expected %s", n, name.data, expect);
+    }
+    strbuf_release(&name);
+    strbuf_release(&err);
+}
+
 static void test_deliver_large_message_spanning_blocks(void **state)
 {
     (void)state;
@@ -332,6 +360,7 @@ int main(void)
         cmocka_unit_test_setup(test_lock_rejects_bad_name, fresh),
         cmocka_unit_test_setup(test_create_makes_subdirectories, fresh),
         cmocka_unit_test_setup(test_deliver_one_file_in_new_with_sizes_and_exact_content, fresh),
+        cmocka_unit_test_setup(test_deliver_counts_lf_among_any_bytes, fresh),
         cmocka_unit_test_setup(test_deliver_large_message_spanning_blocks, fresh),
         cmocka_unit_test_setup(test_deliver_after_the_maildir_was_made_again, fresh),
         cmocka_unit_test_setup(test_list_oldest_first_and_moves_new_to_cur, fresh),
