@@ -320,13 +320,17 @@ static int queue_dir_fd(enum queue_dir dir, const struct stat **st_r)
     return fd;
 }
 
-/* fsync a directory. In a maildrop we may not read (01733), skip it: best effort there. */
+/*
+ * fsync a directory: 0, or 1 when it was skipped (a maildrop we may not
+ * read, 01733: best effort there; a file system that cannot fsync a
+ * directory), or -1 with err.
+ */
 static int fsync_dir(enum queue_dir dir, struct strbuf *err)
 {
     const struct stat *st;
     int fd = queue_dir_fd(dir, &st);
     if (fd < 0) {
-        int rc = (errno == EACCES && dir == QUEUE_MAILDROP) ? 0 : -1;
+        int rc = (errno == EACCES && dir == QUEUE_MAILDROP) ? 1 : -1;
         if (rc < 0 && err) {
             int saved = errno;
             struct strbuf path = STRBUF_INIT;
@@ -337,7 +341,9 @@ static int fsync_dir(enum queue_dir dir, struct strbuf *err)
         return rc;
     }
     /* Right after the rename: one fsync of the directory may cover other processes' renames too. */
-    if (dirsync_after_rename_st(fd, st) < 0 && errno != EINVAL) {
+    if (dirsync_after_rename_st(fd, st) < 0) {
+        if (errno == EINVAL)
+            return 1;
         if (err) {
             int saved = errno;
             struct strbuf path = STRBUF_INIT;
@@ -432,7 +438,14 @@ int queue_commit(struct queue_new *qn, struct strbuf *err)
         queue_make_id(qn->id, now_us(), (unsigned long long)st.st_ino);
     }
     qn->tmpname[0] = 0;
-    if (fsync_dir(qn->dir, err) < 0) {
+    int synced = fsync_dir(qn->dir, err);
+    /* No directory fsync, so no cache flush: the file's data needs its own. */
+    if (synced == 1 && in_place && fsync(qn->fd) < 0) {
+        if (err)
+            strbuf_printf(err, "fsync: %s", strerror(errno));
+        synced = -1;
+    }
+    if (synced < 0) {
         /* Not durable: take it back so the caller can report a temporary failure. */
         if (unlink(to.data) < 0)
             msg_warn("unlink %s: %s", to.data, strerror(errno));

@@ -271,9 +271,10 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
         /*
          * Just done with a connection: one already waiting is served at
          * once, with no idle/busy pair of reports to master and no other
-         * process woken for it. Otherwise tell master we are idle and wait.
+         * process woken for it (master's exit is still looked for, at most
+         * once a second). Otherwise tell master we are idle and wait.
          */
-        bool have = busy && is_socket && server_accept(&client, true);
+        bool have = busy && is_socket && !server_should_exit() && server_accept(&client, true);
         if (!have && busy) {
             server_report(SERVER_STATUS_IDLE);
             busy = false;

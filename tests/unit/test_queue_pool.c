@@ -15,8 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dirsync.h"
 #include "queue.h"
 #include "queue_pool.h"
+#include "strbuf.h"
 
 static char root[256];
 
@@ -166,6 +168,48 @@ static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **stat
     close(fd);
 }
 
+static int dir_fsync_errno;
+static int failing_dir_fsync(int fd)
+{
+    (void)fd;
+    errno = dir_fsync_errno;
+    return -1;
+}
+
+/*
+ * A reused file committed in place relies on the directory fsync's cache
+ * flush. Where a directory cannot be fsync'ed (EINVAL) the commit still
+ * succeeds (the file gets its own fsync); a failing one (EIO) takes the
+ * message back.
+ */
+static void test_commit_in_place_without_a_directory_fsync(void **state)
+{
+    (void)state;
+    struct queue_new a, b, c;
+    commit_msg(&a, "a message of some length");
+    int fd = queue_open(QUEUE_INCOMING, a.id, true);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd, -1), 0);
+    close(fd);
+    usleep(250 * 1000);
+    dirsync_fsync_hook = failing_dir_fsync;
+    dir_fsync_errno = EINVAL;
+    commit_msg(&b, "shorter");
+    fd = queue_open(QUEUE_INCOMING, b.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, b.id, fd, -1), 0);
+    close(fd);
+    usleep(250 * 1000);
+    dir_fsync_errno = EIO;
+    assert_int_equal(queue_create(QUEUE_INCOMING, &c, NULL), 0);
+    assert_int_equal(write(c.fd, "short", 5), 5);
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(queue_commit(&c, &err), -1);
+    assert_non_null(strstr(err.data, "fsync"));
+    assert_true(queue_open(QUEUE_INCOMING, c.id, false) < 0);
+    strbuf_release(&err);
+    dirsync_fsync_hook = fsync;
+}
+
 /* After a crash, a pool file also linked as a queued message is dropped from pool/ only. */
 static void test_pool_recover_drops_entries_linked_elsewhere(void **state)
 {
@@ -225,6 +269,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_pool_put_keeps_a_small_file_and_empties_a_large_one,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_in_place_without_a_directory_fsync, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_pool_recover_drops_entries_linked_elsewhere, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pool_trim_keeps_at_most_keep, setup, teardown),
