@@ -229,6 +229,27 @@ static bool master_use_template(const struct master_service *svc)
 void master_template_drop(struct master_service *svc)
 {
     if (svc->tmpl_fd >= 0) {
+        /*
+         * A worker the template forked whose "P" is still unread would be
+         * nobody's: not stopped now, not counted, serving until max_use. So
+         * shut the socket for reading first (the template's next "P" then
+         * fails and it stops that worker itself), stop every worker named
+         * in what is queued, and only then close.
+         */
+        (void)shutdown(svc->tmpl_fd, SHUT_RD);
+        char buf[64];
+        ssize_t n;
+        while ((n = recv(svc->tmpl_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
+            buf[n] = 0;
+            char *end;
+            long pid = buf[0] == 'P' ? strtol(buf + 1, &end, 10) : 0;
+            if (pid > 1 && pid == (pid_t)pid && *end == 0) {
+                msg_debug("service %s: stopping pid %ld, forked as the template was dropped",
+                          svc->name, pid);
+                if (kill((pid_t)pid, SIGTERM) < 0 && errno != ESRCH)
+                    msg_warn("kill %ld: %s", pid, strerror(errno));
+            }
+        }
         close(svc->tmpl_fd); /* the template exits when it sees EOF */
         svc->tmpl_fd = -1;
     }

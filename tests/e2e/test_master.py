@@ -4,6 +4,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import unittest
 
@@ -257,6 +258,42 @@ class MasterTemplates(unittest.TestCase):
             self.assertTrue(new)
             self.assertNotEqual(new, old)
             self.assertTrue(wait_for(lambda: not alive(old)))
+
+    def test_reload_under_load_leaves_no_worker_of_the_old_configuration(self):
+        """Reloads while clients keep connecting: a worker the old template forked
+        just before the reload (its pid not yet read by master) must be stopped
+        too, or it goes on answering with the old configuration (seen once in the
+        suite: such a worker, serving connections back to back, never idled)."""
+        with Sandbox() as sb:
+            sb.start()
+            self.assertTrue(wait_for(lambda: template_of(sb, "smtpd")))
+            stop = threading.Event()
+
+            def hammer():
+                while not stop.is_set():
+                    try:
+                        banner(sb.host, sb.port("smtp"), timeout=5)
+                    except OSError:
+                        pass
+
+            threads = [threading.Thread(target=hammer) for _ in range(6)]
+            for t in threads:
+                t.start()
+            try:
+                for gen in range(4):
+                    word = "generation-%d" % gen
+                    sb.set_param("smtpd_banner", "$myhostname ESMTP " + word)
+                    sb.reload()
+                    self.assertTrue(wait_for(lambda: word in banner(sb.host, sb.port("smtp"))),
+                                    sb.log()[-2000:])
+                    time.sleep(1.5)  # old workers finish their connection and stop
+                    seen = [banner(sb.host, sb.port("smtp")) for _ in range(40)]
+                    stale = [b for b in seen if word not in b]
+                    self.assertEqual(stale, [], "%s\n%s" % (sb.status(), sb.log()[-3000:]))
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join()
 
     def test_templates_off_execs_every_process(self):
         with Sandbox(params={"service_templates": "no"}) as sb:
