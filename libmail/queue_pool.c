@@ -210,7 +210,8 @@ int queue_pool_put(enum queue_dir dir, const char *id, int fd, off_t size)
     if (size < 0) {
         struct stat st;
         rc = fstat(fd, &st);
-        size = st.st_size;
+        if (rc == 0)
+            size = st.st_size;
     }
     if (rc == 0 && size > QUEUE_POOL_KEEP_BYTES)
         rc = ftruncate(fd, 0);
@@ -261,17 +262,21 @@ size_t queue_pool_trim(size_t keep, time_t max_idle)
     return left;
 }
 
-static int ino_cmp(const void *a, const void *b)
+struct pool_entry {
+    ino_t ino;
+    char name[QUEUE_ID_MAX];
+};
+
+static int entry_cmp(const void *a, const void *b)
 {
-    ino_t x = *(const ino_t *)a, y = *(const ino_t *)b;
+    ino_t x = ((const struct pool_entry *)a)->ino, y = ((const struct pool_entry *)b)->ino;
     return x < y ? -1 : x > y;
 }
 
 size_t queue_pool_recover(void)
 {
     struct strbuf path = STRBUF_INIT, file = STRBUF_INIT;
-    ino_t *inos = NULL;
-    char(*names)[QUEUE_ID_MAX] = NULL;
+    struct pool_entry *pool = NULL;
     size_t n = 0, cap = 0, removed = 0;
     DIR *d;
     struct dirent *de;
@@ -284,33 +289,34 @@ size_t queue_pool_recover(void)
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 256;
-            inos = myrealloc(inos, cap * sizeof(*inos));
-            names = myrealloc(names, cap * sizeof(*names));
+            pool = myrealloc(pool, cap * sizeof(*pool));
         }
-        inos[n] = de->d_ino;
-        memcpy(names[n], de->d_name, strlen(de->d_name) + 1);
+        pool[n].ino = de->d_ino;
+        memcpy(pool[n].name, de->d_name, strlen(de->d_name) + 1); /* valid: fits */
         n++;
     }
     closedir(d);
     if (n == 0)
         goto out;
-    /* Sort the inode numbers, carrying the names along. */
-    ino_t *sorted = mymalloc(n * sizeof(*sorted));
-    memcpy(sorted, inos, n * sizeof(*sorted));
-    qsort(sorted, n, sizeof(*sorted), ino_cmp);
+    qsort(pool, n, sizeof(*pool), entry_cmp);
     for (int dir = 0; dir < QUEUE_DIR_COUNT; dir++) {
         strbuf_reset(&path);
         strbuf_printf(&path, "%s/%s", queue_root(), queue_dir_name((enum queue_dir)dir));
         if ((d = opendir(path.data)) == NULL)
             continue;
         while ((de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.' || !bsearch(&de->d_ino, sorted, n, sizeof(*sorted), ino_cmp))
+            struct pool_entry key = {.ino = de->d_ino};
+            struct pool_entry *e =
+                de->d_name[0] == '.' ? NULL : bsearch(&key, pool, n, sizeof(*pool), entry_cmp);
+            if (e == NULL)
                 continue;
-            for (size_t i = 0; i < n; i++) {
-                if (inos[i] != de->d_ino || names[i][0] == 0)
-                    continue;
+            while (e > pool && e[-1].ino == key.ino)
+                e--; /* the first pool/ name of that inode */
+            for (; e < pool + n && e->ino == key.ino; e++) {
+                if (e->name[0] == 0)
+                    continue; /* removed already */
                 strbuf_reset(&file);
-                strbuf_printf(&file, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, names[i]);
+                strbuf_printf(&file, "%s/%s/%s", queue_root(), QUEUE_POOL_DIR, e->name);
                 msg_warn("%s: also linked as %s/%s (a crash lost its removal from pool/): "
                          "removed from pool/",
                          file.data, queue_dir_name((enum queue_dir)dir), de->d_name);
@@ -318,15 +324,13 @@ size_t queue_pool_recover(void)
                     removed++;
                 else if (errno != ENOENT)
                     msg_warn("unlink %s: %m", file.data);
-                names[i][0] = 0;
+                e->name[0] = 0;
             }
         }
         closedir(d);
     }
-    myfree(sorted);
 out:
-    myfree(inos);
-    myfree(names);
+    myfree(pool);
     strbuf_release(&path);
     strbuf_release(&file);
     return removed;
