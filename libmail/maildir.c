@@ -201,16 +201,14 @@ static int newdir_fd(const char *path, const struct stat **st_r)
     struct stat st;
     if (stat(path, &st) < 0)
         return -1;
-    for (int i = 0; i < NEWDIR_CACHE; i++) {
-        if (newdir_cache[i].path == NULL || strcmp(newdir_cache[i].path, path) != 0)
-            continue;
-        if (newdir_cache[i].st.st_dev == st.st_dev && newdir_cache[i].st.st_ino == st.st_ino) {
-            *st_r = &newdir_cache[i].st;
-            return newdir_cache[i].fd;
-        }
-        close(newdir_cache[i].fd);
-        myfree(newdir_cache[i].path);
-        newdir_cache[i].path = NULL;
+    unsigned i;
+    for (i = 0; i < NEWDIR_CACHE; i++)
+        if (newdir_cache[i].path != NULL && strcmp(newdir_cache[i].path, path) == 0)
+            break;
+    if (i < NEWDIR_CACHE && newdir_cache[i].st.st_dev == st.st_dev &&
+        newdir_cache[i].st.st_ino == st.st_ino) {
+        *st_r = &newdir_cache[i].st;
+        return newdir_cache[i].fd;
     }
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat fst;
@@ -222,7 +220,8 @@ static int newdir_fd(const char *path, const struct stat **st_r)
         errno = saved;
         return -1;
     }
-    unsigned i = newdir_next++ % NEWDIR_CACHE;
+    if (i == NEWDIR_CACHE) /* else: that path's stale entry is replaced */
+        i = newdir_next++ % NEWDIR_CACHE;
     if (newdir_cache[i].path) {
         close(newdir_cache[i].fd);
         myfree(newdir_cache[i].path);

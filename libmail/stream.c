@@ -55,22 +55,6 @@ static ssize_t plain_write_file(void *ctx, int fd, const void *buf, size_t len, 
 static const struct stream_ops plain_ops = {plain_read, plain_write, NULL};
 static const struct stream_ops plain_file_ops = {plain_read, plain_write_file, NULL};
 
-struct stream *stream_fdopen(int fd)
-{
-    struct stream *s = mycalloc(1, sizeof(*s));
-    s->fd = fd;
-    s->own_fd = true;
-    s->timeout_ms = 300 * 1000;
-    /* send(MSG_NOSIGNAL) only works on sockets; pipes and files use write(). */
-    int type;
-    socklen_t tl = sizeof(type);
-    s->ops = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 ? &plain_ops : &plain_file_ops;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0 && !(fl & O_NONBLOCK))
-        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    return s;
-}
-
 struct stream *stream_sockopen(int fd)
 {
     struct stream *s = mycalloc(1, sizeof(*s));
@@ -78,6 +62,20 @@ struct stream *stream_sockopen(int fd)
     s->own_fd = true;
     s->timeout_ms = 300 * 1000;
     s->ops = &plain_ops;
+    return s;
+}
+
+struct stream *stream_fdopen(int fd)
+{
+    struct stream *s = stream_sockopen(fd);
+    /* send(MSG_NOSIGNAL) only works on sockets; pipes and files use write(). */
+    int type;
+    socklen_t tl = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+        s->ops = &plain_file_ops;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     return s;
 }
 
@@ -190,14 +188,13 @@ static enum stream_result stream_fill(struct stream *s)
         if (r != STREAM_OK)
             return s->status = r;
     }
-    for (bool waited = s->poll_first;;) {
+    for (;;) {
         bool want_write = false;
         ssize_t n =
             s->ops->read(s->ctx, s->fd, s->rbuf + s->rlen, STREAM_BUFSIZE - s->rlen, &want_write);
         if (n > 0) {
             s->rlen += (size_t)n;
             s->nin += (unsigned long long)n;
-            s->poll_first = waited;
             return STREAM_OK;
         }
         if (n == 0)
@@ -206,7 +203,7 @@ static enum stream_result stream_fill(struct stream *s)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return s->status = STREAM_ERROR;
-        waited = true;
+        s->poll_first = true;
         enum stream_result r = stream_wait(s, want_write ? POLLOUT : POLLIN, deadline);
         if (r != STREAM_OK)
             return s->status = r;
