@@ -226,6 +226,19 @@ static bool master_use_template(const struct master_service *svc)
            svc->maxproc != 1 && strcmp(svc->type, "fifo") != 0;
 }
 
+/* The worker pid of a template's "P<pid>" packet; false if it is not one. */
+static bool template_pid(const char *packet, pid_t *pid_r)
+{
+    char *end;
+    if (packet[0] != 'P')
+        return false;
+    long pid = strtol(packet + 1, &end, 10);
+    if (end == packet + 1 || *end != 0 || pid <= 1 || pid != (pid_t)pid)
+        return false;
+    *pid_r = (pid_t)pid;
+    return true;
+}
+
 void master_template_drop(struct master_service *svc)
 {
     if (svc->tmpl_fd >= 0) {
@@ -241,13 +254,12 @@ void master_template_drop(struct master_service *svc)
         ssize_t n;
         while ((n = recv(svc->tmpl_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT)) > 0) {
             buf[n] = 0;
-            char *end;
-            long pid = buf[0] == 'P' ? strtol(buf + 1, &end, 10) : 0;
-            if (pid > 1 && pid == (pid_t)pid && *end == 0) {
+            pid_t pid;
+            if (template_pid(buf, &pid)) {
                 msg_debug("service %s: stopping pid %ld, forked as the template was dropped",
-                          svc->name, pid);
-                if (kill((pid_t)pid, SIGTERM) < 0 && errno != ESRCH)
-                    msg_warn("kill %ld: %s", pid, strerror(errno));
+                          svc->name, (long)pid);
+                if (kill(pid, SIGTERM) < 0 && errno != ESRCH)
+                    msg_warn("kill %ld: %s", (long)pid, strerror(errno));
             }
         }
         close(svc->tmpl_fd); /* the template exits when it sees EOF */
@@ -309,18 +321,17 @@ void master_template_read(struct master_service *svc, time_t now)
                 svc->throttle_logged = false;
             break;
         case 'P': {
-            char *end;
-            long pid = strtol(buf + 1, &end, 10);
+            pid_t pid;
             if (svc->tmpl_pending > 0)
                 svc->tmpl_pending--;
-            if (*end != 0 || pid <= 1 || pid != (pid_t)pid) {
+            if (!template_pid(buf, &pid)) {
                 master_template_give_up(svc, "sent a bad process id");
                 return;
             }
-            if (master_early_take((pid_t)pid))
+            if (master_early_take(pid))
                 break; /* already gone */
             struct master_child *c = master_child_add(
-                svc, (pid_t)pid, mystrdup(svc->tmpl ? svc->tmpl->command : ""), now, false);
+                svc, pid, mystrdup(svc->tmpl ? svc->tmpl->command : ""), now, false);
             msg_debug("service %s: template forked process pid %ld", svc->name, (long)c->pid);
             break;
         }
