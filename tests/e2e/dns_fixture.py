@@ -47,6 +47,8 @@ import subprocess
 import tempfile
 import time
 
+from harness import random_port
+
 UNBOUND = "/usr/sbin/unbound"
 UNBOUND_CONTROL = "/usr/sbin/unbound-control"
 
@@ -55,7 +57,7 @@ QTYPES = {"A": 1, "NS": 2, "CNAME": 5, "MX": 15, "TXT": 16, "AAAA": 28, "TLSA": 
 
 def _free_udp_tcp_port(host="127.0.0.1"):
     for _ in range(200):
-        port = random.randrange(20000, 60000)
+        port = random_port()
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:

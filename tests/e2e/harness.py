@@ -45,12 +45,33 @@ def _port_free(host, port):
         s.close()
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def random_port(span=0):
+    """A random port P, with P + span still below the kernel's ephemeral
+    port range.
+
+    A port that is free when a test checks it must stay free until a daemon
+    binds it, maybe seconds later. Inside the ephemeral range any outgoing
+    connection of a parallel test (or of a daemon) could take it meanwhile;
+    below the range only an explicit bind can.
+    """
+    high = max(_ephemeral_low() - span - 1, 11000)
+    return random.randrange(10000, high)
+
+
 def free_port_offset(host="127.0.0.1"):
     """An offset N such that N + every standard port is free right now."""
     for _ in range(200):
         # Any offset, not only round ones: test modules run in parallel
         # (scripts/test-all), and two sandboxes then rarely share a port.
-        n = random.randrange(20000, 60000)
+        n = random_port(max(STANDARD_PORTS.values()))
         if all(_port_free(host, n + p) for p in STANDARD_PORTS.values()):
             return n
     raise RuntimeError("no free port offset found")

@@ -21,7 +21,7 @@ import time
 import unittest
 
 from dns_fixture import DnsServer
-from harness import Sandbox
+from harness import Sandbox, random_port
 
 # ---------------------------------------------------------------------------
 # the attr codec (docs/protocols.md) and a queue file writer
@@ -867,7 +867,7 @@ class SmtpClientTest(unittest.TestCase):
 def free_port(hosts):
     """A TCP port free on every one of hosts."""
     for _ in range(200):
-        port = random.randrange(20000, 60000)
+        port = random_port()
         ok = True
         for h in hosts:
             s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET)
