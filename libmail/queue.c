@@ -403,14 +403,33 @@ int queue_commit(struct queue_new *qn, struct strbuf *err)
      */
     bool in_place = false;
     off_t end = 0;
-    if (qn->stale_size > 0) {
+    if (qn->dir == QUEUE_INCOMING) {
         end = lseek(qn->fd, 0, SEEK_CUR);
         if (end < 0) {
             if (err)
                 strbuf_printf(err, "lseek: %s", strerror(errno));
             goto fail;
         }
-        in_place = end <= qn->stale_size && qn->dir != QUEUE_MAILDROP;
+        in_place = qn->stale_size > 0 && end <= qn->stale_size;
+        /*
+         * A file that gets the full fsync anyway is padded with zeros to a
+         * whole QUEUE_PAD_BYTES: messages of about the same size differ by
+         * a few bytes (a Message-ID's counter, a date), and without the pad
+         * every second one would outgrow the file it reuses and pay the
+         * full fsync. The zeros lie behind the end record. Written, not
+         * ftruncate'd, so the file has no hole: its blocks are allocated
+         * and an in-place writer never changes its inode.
+         */
+        off_t pad = (QUEUE_PAD_BYTES - end % QUEUE_PAD_BYTES) % QUEUE_PAD_BYTES;
+        if (!in_place && pad > 0 && end + pad <= QUEUE_POOL_KEEP_BYTES) {
+            static const char zeros[QUEUE_PAD_BYTES];
+            errno = 0;
+            if (pwrite(qn->fd, zeros, (size_t)pad, end) != (ssize_t)pad) {
+                if (err)
+                    strbuf_printf(err, "pad: %s", errno ? strerror(errno) : "short write");
+                goto fail;
+            }
+        }
     }
     if (in_place ? sync_file_range(qn->fd, 0, end,
                                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |

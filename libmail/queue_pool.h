@@ -39,6 +39,8 @@
 
 /* Files up to this size keep their bytes (and blocks) in pool/; larger ones are emptied. */
 #define QUEUE_POOL_KEEP_BYTES (128 * 1024)
+/* queue_commit pads a fully fsync'ed incoming file to a multiple of this. */
+#define QUEUE_PAD_BYTES 4096
 
 /*
  * Take a file from pool/ and rename it to dir/tmpname (which must not

@@ -198,7 +198,11 @@ static void test_move_open_remove(void **state)
     int fd = queue_open(QUEUE_ACTIVE, qn.id, true);
     assert_true(fd >= 0);
     char buf[8];
-    assert_int_equal(read(fd, buf, sizeof(buf)), 5);
+    assert_int_equal(read(fd, buf, sizeof(buf)), 8);
+    assert_memory_equal(buf, "hello\0\0\0", 8); /* padded with zeros */
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, 4096);
     close(fd);
     assert_int_equal(queue_move("../x", QUEUE_ACTIVE, QUEUE_DEFERRED), -1);
     assert_int_equal(errno, EINVAL);

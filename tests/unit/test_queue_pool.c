@@ -48,48 +48,68 @@ static void commit_msg(struct queue_new *qn, const char *text)
     assert_int_equal(queue_commit(qn, NULL), 0);
 }
 
+/* Put the incoming file id (open as fd) into pool/, and wait out the 200 ms
+ * for which a create remembers the pool as empty. */
+static void put_and_wait(const char *id, int fd)
+{
+    assert_int_equal(queue_pool_put(QUEUE_INCOMING, id, fd, -1), 0);
+    close(fd);
+    usleep(250 * 1000);
+}
+
 static void test_pool_take_reuses_the_inode_and_commit_keeps_its_size(void **state)
 {
     (void)state;
-    struct queue_new a, b, c;
+    struct queue_new a, b, c, d;
     struct stat st, st2;
     char buf[64];
 
+    /* A fully fsync'ed file is padded with zeros to a whole 4 KiB. */
     commit_msg(&a, "first message, delivered");
     int fd = queue_open(QUEUE_INCOMING, a.id, true);
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, &st), 0);
-    assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd, -1), 0);
-    close(fd);
+    assert_int_equal(st.st_size, QUEUE_PAD_BYTES);
+    assert_int_equal(pread(fd, buf, 26, 0), 26);
+    assert_memory_equal(buf, "first message, delivered\0\0", 26);
+    put_and_wait(a.id, fd);
     assert_true(queue_open(QUEUE_INCOMING, a.id, false) < 0);
 
-    /* The next new file is the same inode under a new ID (after the 200 ms
-     * for which the first create remembered the pool as empty). The shorter
+    /* The next new file is the same inode under a new ID. The shorter
      * message is written over the old one, whose tail stays: the size and
      * the blocks do not change, so the inode need not be written again. */
-    usleep(250 * 1000);
     commit_msg(&b, "second");
     fd = queue_open(QUEUE_INCOMING, b.id, true);
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, &st2), 0);
     assert_int_equal(st.st_ino, st2.st_ino);
-    assert_int_equal(st2.st_size, 24);
+    assert_int_equal(st2.st_size, QUEUE_PAD_BYTES);
     assert_int_equal(pread(fd, buf, 24, 0), 24);
     assert_memory_equal(buf, "secondmessage, delivered", 24);
     assert_string_not_equal(a.id, b.id);
 
-    /* A longer message grows the file (and gets a full fsync). */
-    assert_int_equal(queue_pool_put(QUEUE_INCOMING, b.id, fd, -1), 0);
-    close(fd);
-    usleep(250 * 1000);
-    const char *third = "third message, longer than both of those";
+    /* One a little longer than the first still fits (that is the pad's
+     * purpose): same inode, same size. */
+    put_and_wait(b.id, fd);
+    const char *third = "third message, a bit longer than the first";
     commit_msg(&c, third);
-    fd = queue_open(QUEUE_INCOMING, c.id, false);
+    fd = queue_open(QUEUE_INCOMING, c.id, true);
+    assert_true(fd >= 0);
+    assert_int_equal(fstat(fd, &st2), 0);
+    assert_int_equal(st.st_ino, st2.st_ino);
+    assert_int_equal(st2.st_size, QUEUE_PAD_BYTES);
+
+    /* One longer than the file grows it (full fsync), padded again. */
+    put_and_wait(c.id, fd);
+    static char fourth[QUEUE_PAD_BYTES + 100];
+    memset(fourth, 'y', sizeof(fourth) - 1);
+    commit_msg(&d, fourth);
+    fd = queue_open(QUEUE_INCOMING, d.id, false);
     assert_true(fd >= 0);
     assert_int_equal(fstat(fd, &st2), 0);
     close(fd);
     assert_int_equal(st.st_ino, st2.st_ino);
-    assert_int_equal(st2.st_size, strlen(third));
+    assert_int_equal(st2.st_size, 2 * QUEUE_PAD_BYTES);
     assert_int_equal(queue_pool_trim(100, 0), 0);
 }
 
@@ -135,7 +155,7 @@ static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **stat
     assert_true(fd >= 0);
     assert_int_equal(queue_pool_put(QUEUE_INCOMING, a.id, fd, -1), 0);
     close(fd);
-    assert_int_equal(pool_file_size(), 13);
+    assert_int_equal(pool_file_size(), QUEUE_PAD_BYTES); /* 13 bytes, padded */
     assert_int_equal(queue_pool_trim(0, 0), 0);
 
     /* Large: emptied before it enters pool/, so the pool's disk use stays bounded. */
@@ -162,7 +182,7 @@ static void test_pool_put_keeps_a_small_file_and_empties_a_large_one(void **stat
     ino_t ino = 0;
     fd = queue_pool_take(QUEUE_INCOMING, ".tstale", &stale, &ino);
     assert_true(fd >= 0);
-    assert_int_equal(stale, 13);
+    assert_int_equal(stale, QUEUE_PAD_BYTES); /* 13 bytes, padded */
     assert_int_equal(fstat(fd, &st), 0);
     assert_true(ino == st.st_ino); /* the id is made from it without another fstat */
     close(fd);
@@ -238,7 +258,7 @@ static void test_pool_recover_drops_entries_linked_elsewhere(void **state)
     assert_true(stat(pool_b, &st) < 0 && errno == ENOENT);
     assert_int_equal(stat(in_a, &st), 0);
     assert_int_equal(st.st_nlink, 1);
-    assert_int_equal(st.st_size, 14);
+    assert_int_equal(st.st_size, QUEUE_PAD_BYTES);
     assert_int_equal(stat(pool_c, &st), 0); /* an ordinary pool file stays */
     assert_int_equal(queue_pool_recover(), 0);
     assert_int_equal(queue_pool_trim(0, 0), 0);
