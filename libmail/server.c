@@ -31,6 +31,7 @@
 #include "config.h"
 #include "msg.h"
 #include "mymalloc.h"
+#include "scoreboard.h"
 #include "sock.h"
 #include "strbuf.h"
 
@@ -39,8 +40,10 @@ static char **server_extra_args;
 static int server_extra_count;
 static volatile sig_atomic_t server_exit_flag;
 static pid_t server_parent;
-static bool server_status_ok;     /* fd 4 is a usable status pipe */
-static char *server_template_arg; /* our "-T" in argv (we are a template), "-W" in workers */
+static bool server_status_ok;           /* fd 4 is a usable status pipe */
+static struct scoreboard *server_score; /* the service's board (fd 6), or NULL */
+static int server_score_slot = -1;      /* this worker's slot on it */
+static char *server_template_arg;       /* our "-T" in argv (we are a template), "-W" in workers */
 
 const char *server_service_name(void)
 {
@@ -177,6 +180,8 @@ static bool server_fd_valid(int fd)
  */
 static _Noreturn void server_worker_exit(void)
 {
+    if (server_score_slot >= 0)
+        scoreboard_set(server_score, server_score_slot, SCORE_EXITING);
 #if defined(__SANITIZE_ADDRESS__)
     exit(0);
 #elif defined(__has_feature)
@@ -187,6 +192,19 @@ static _Noreturn void server_worker_exit(void)
     if (server_template_arg != NULL)
         _exit(0);
     exit(0);
+}
+
+/* Busy or idle: on the scoreboard when we have a slot, else on the pipe. */
+static void server_set_busy(bool busy)
+{
+    if (server_score_slot < 0) {
+        server_report(busy ? SERVER_STATUS_BUSY : SERVER_STATUS_IDLE);
+        return;
+    }
+    scoreboard_set(server_score, server_score_slot, busy ? SCORE_BUSY | SCORE_SERVED : SCORE_IDLE);
+    /* Master starts another process only when none is idle: wake it then. */
+    if (busy && !scoreboard_other_idle(server_score, server_score_slot))
+        server_report(SERVER_STATUS_BUSY);
 }
 
 /*
@@ -262,6 +280,8 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
      * the next status write fail; getppid() is only asked when a wait ends
      * without an event, so a busy process makes no extra calls per connection.
      */
+    if (server_score != NULL && (server_score_slot = scoreboard_claim(server_score, msg_pid())) < 0)
+        msg_debug("scoreboard full: reporting on the status pipe");
     time_t idle_since = time(NULL);
     if (server_should_exit())
         server_worker_exit();
@@ -276,7 +296,7 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
          */
         bool have = busy && is_socket && !server_should_exit() && server_accept(&client, true);
         if (!have && busy) {
-            server_report(SERVER_STATUS_IDLE);
+            server_set_busy(false);
             busy = false;
             idle_since = time(NULL);
         }
@@ -325,7 +345,7 @@ static _Noreturn void server_single_loop(const struct server_spec *spec)
             }
         }
         if (!busy) {
-            server_report(SERVER_STATUS_BUSY);
+            server_set_busy(true);
             busy = true;
         }
         spec->service(&client);
@@ -563,6 +583,9 @@ _Noreturn void server_main(int argc, char **argv, const struct server_spec *spec
     sigaction(SIGTERM, &sa, NULL);
 
     server_status_ok = server_fd_valid(SERVER_STATUS_FD);
+    /* Mapped now, before the daemon's own files could land on fd 6. */
+    if ((server_score = scoreboard_attach(SERVER_SCORE_FD)) != NULL)
+        close(SERVER_SCORE_FD);
     if (!server_fd_valid(SERVER_LISTEN_FD))
         msg_fatal("no listener on fd %d: %s must be started by master", SERVER_LISTEN_FD, prog);
     msg_debug("service=%s, type=%s, unpriv=%s", server_name, type, unpriv ? "y" : "n");

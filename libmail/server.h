@@ -19,7 +19,11 @@
  *    process should exit. server_should_exit() turns true on SIGTERM or when
  *    master goes away; long loops must check it at least every second.
  *
- * Status records on the pipe are struct server_status, written whole.
+ * Status records on the pipe are struct server_status, written whole. A
+ * SERVER_SINGLE worker with a slot on the service's scoreboard (fd
+ * SERVER_SCORE_FD) keeps its idle/busy state there instead and writes 'B'
+ * only when it takes a connection and no other slot is idle: the record
+ * then just wakes master to consider starting another process.
  *
  * Templates (master's service_templates): a SERVER_SINGLE daemon whose spec
  * sets template_ok may be started with -T and a SOCK_SEQPACKET socket to
@@ -43,6 +47,7 @@
 #define SERVER_LISTEN_FD 3
 #define SERVER_STATUS_FD 4
 #define SERVER_TEMPLATE_FD 5 /* only with -T */
+#define SERVER_SCORE_FD 6    /* the service's scoreboard (scoreboard.h), when master gives one */
 
 #define SERVER_STATUS_IDLE 'I'
 #define SERVER_STATUS_BUSY 'B'

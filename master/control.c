@@ -56,7 +56,7 @@ static void master_control_status(struct stream *s)
         attr_list_add_str(&l, "command", svc->argv[0]);
         attr_list_add_int(&l, "maxproc", svc->maxproc);
         attr_list_add_int(&l, "procs", procs);
-        attr_list_add_int(&l, "busy", procs - svc->avail);
+        attr_list_add_int(&l, "busy", procs - master_service_avail(svc));
         attr_list_add_str(&l, "pids", strbuf_str(&pids));
         if (svc->tmpl)
             attr_list_add_int(&l, "template", (long long)svc->tmpl->pid);

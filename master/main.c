@@ -73,8 +73,9 @@ static void master_fatal_hook(void)
         unlink(master_pid_path);
 }
 
-/* Close every inherited fd above stderr, then pin fds 3 and 4 so that no fd
- * of ours ever lands where children expect the listener and status pipe. */
+/* Close every inherited fd above stderr, then pin fds 3 to 6 so that no fd
+ * of ours ever lands where children expect the listener, status pipe,
+ * template socket and scoreboard. */
 static void master_clean_fds(void)
 {
     if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
@@ -82,7 +83,7 @@ static void master_clean_fds(void)
         for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 1024); fd++)
             close((int)fd);
     }
-    for (int fd = 0; fd <= SERVER_TEMPLATE_FD; fd++) {
+    for (int fd = 0; fd <= SERVER_SCORE_FD; fd++) {
         if (fcntl(fd, F_GETFD) >= 0)
             continue;
         int n = open("/dev/null", O_RDWR);

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "scoreboard.h"
 #include "server.h"
 #include "strbuf.h"
 #include "throttle.h"
@@ -38,7 +39,8 @@ struct master_service {
     int listen_fd;
     int status_rd, status_wr; /* status pipe: master reads, children write on fd 4 */
     int total;                /* live children, including those told to stop */
-    int avail;                /* idle children not told to stop */
+    struct scoreboard *score; /* idle/busy state of its workers (scoreboard.h), or NULL */
+    int score_fd;             /* the board's memfd, given to children on fd 6 */
     struct throttle throttle;
     bool throttle_logged;
     /* Template (service_templates): a pre-initialised process that forks the
@@ -60,8 +62,9 @@ struct master_child {
     char *command;              /* path, for log lines */
     char *svc_name;             /* service name, for log lines */
     time_t started;
-    bool avail;    /* idle (counts in svc->avail) */
+    bool avail;    /* idle, as reported on the status pipe (until it has a slot) */
     bool served;   /* reported busy at least once */
+    int slot;      /* its scoreboard slot once seen there, else -1 */
     bool stopping; /* master sent SIGTERM */
     bool is_template;
     struct master_child *next;
@@ -90,6 +93,8 @@ void master_chown_owner(const char *path);
 void master_spawn_needed(time_t now);
 /* Reap exited children (non-blocking); true if any was reaped. */
 bool master_reap(void);
+/* Idle processes of a service, not told to stop (scoreboard, else the pipe's records). */
+int master_service_avail(struct master_service *svc);
 /* Read status records from a service's pipe. */
 void master_status_read(struct master_service *svc);
 /* SIGTERM the children (of svc, or all when svc is NULL) and mark them stopping. */

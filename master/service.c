@@ -143,7 +143,7 @@ int master_services_read(struct master_service **list_r, struct strbuf *errors)
             msg_warn("master.cf:%d: service %s: chroot is not supported, ignored", e->line,
                      e->service);
         svc->listen_fd = svc->status_rd = svc->status_wr = -1;
-        svc->tmpl_fd = -1;
+        svc->tmpl_fd = svc->score_fd = -1;
         throttle_init(&svc->throttle);
         *tail = svc;
         tail = &svc->next;
@@ -228,6 +228,13 @@ int master_service_open(struct master_service *svc, struct strbuf *err)
         return -1;
     }
     (void)fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    /* Without a board (no memfd) workers report idle and busy on the pipe. */
+    svc->score_fd = scoreboard_create(&svc->score);
+    if (svc->score_fd < 0) {
+        msg_warn("service %s: scoreboard: %s; its processes report on the status pipe", svc->name,
+                 strerror(errno));
+        svc->score = NULL;
+    }
     svc->listen_fd = fd;
     svc->status_rd = pfd[0];
     svc->status_wr = pfd[1];
@@ -245,6 +252,11 @@ static void master_service_close(struct master_service *svc)
     if (svc->status_wr >= 0)
         close(svc->status_wr);
     svc->listen_fd = svc->status_rd = svc->status_wr = -1;
+    if (svc->score_fd >= 0)
+        close(svc->score_fd);
+    scoreboard_unmap(svc->score);
+    svc->score = NULL;
+    svc->score_fd = -1;
 }
 
 void master_service_destroy(struct master_service *svc)

@@ -44,11 +44,35 @@ static struct master_child *master_child_find(pid_t pid)
 
 static void master_child_set_avail(struct master_child *c, bool avail)
 {
-    if (c->avail == avail)
-        return;
     c->avail = avail;
-    if (c->svc)
-        c->svc->avail += avail ? 1 : -1;
+}
+
+/* A worker's state on its service's board (SCORE_FREE when it has no slot yet). */
+static uint32_t master_child_score(struct master_child *c)
+{
+    struct scoreboard *sb = c->svc ? c->svc->score : NULL;
+    if (sb == NULL || c->is_template)
+        return SCORE_FREE;
+    if (c->slot < 0)
+        c->slot = scoreboard_find(sb, c->pid);
+    uint32_t state = scoreboard_state(sb, c->slot, c->pid);
+    if (state & SCORE_SERVED)
+        c->served = true;
+    return state;
+}
+
+int master_service_avail(struct master_service *svc)
+{
+    int n = 0;
+    for (struct master_child *c = master_children; c; c = c->next) {
+        if (c->svc != svc || c->is_template || c->stopping)
+            continue;
+        uint32_t state = master_child_score(c) & SCORE_STATE_MASK;
+        /* A worker without a slot yet is as fresh as master started it: idle. */
+        if (state == SCORE_FREE ? c->avail : state == SCORE_IDLE)
+            n++;
+    }
+    return n;
 }
 
 /* In the child: wire fds 3 and 4, reset signals, exec. Never returns. */
@@ -72,8 +96,10 @@ static _Noreturn void master_exec_child(struct master_service *svc, const char *
     int l = fcntl(svc->listen_fd, F_DUPFD_CLOEXEC, 10);
     int s = fcntl(svc->status_wr, F_DUPFD_CLOEXEC, 10);
     int t = tmpl >= 0 ? fcntl(tmpl, F_DUPFD_CLOEXEC, 10) : -1;
-    if (l < 0 || s < 0 || (tmpl >= 0 && t < 0) || dup2(l, SERVER_LISTEN_FD) < 0 ||
-        dup2(s, SERVER_STATUS_FD) < 0 || (t >= 0 && dup2(t, SERVER_TEMPLATE_FD) < 0)) {
+    int b = svc->score_fd >= 0 ? fcntl(svc->score_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if (l < 0 || s < 0 || (tmpl >= 0 && t < 0) || (svc->score_fd >= 0 && b < 0) ||
+        dup2(l, SERVER_LISTEN_FD) < 0 || dup2(s, SERVER_STATUS_FD) < 0 ||
+        (t >= 0 && dup2(t, SERVER_TEMPLATE_FD) < 0) || (b >= 0 && dup2(b, SERVER_SCORE_FD) < 0)) {
         msg_warn("process %s: set up fds: %s", path, strerror(errno));
         _exit(126);
     }
@@ -81,6 +107,8 @@ static _Noreturn void master_exec_child(struct master_service *svc, const char *
     close(s);
     if (t >= 0)
         close(t);
+    if (b >= 0)
+        close(b);
     /* Everything else master holds is close-on-exec. */
 
     size_t n = 0, cap = 10;
@@ -125,6 +153,7 @@ static struct master_child *master_child_add(struct master_service *svc, pid_t p
     c->svc_name = mystrdup(svc->name);
     c->started = now;
     c->is_template = is_template;
+    c->slot = -1;
     c->next = master_children;
     master_children = c;
     if (!is_template) {
@@ -377,7 +406,7 @@ void master_spawn_needed(time_t now)
             msg_info("service %s (%s): throttle ended, starting it again", svc->name, svc->argv[0]);
             svc->throttle_logged = false;
         }
-        if (svc->avail + svc->tmpl_pending > 0)
+        if (svc->tmpl_pending > 0 || master_service_avail(svc) > 0)
             continue;
         if (svc->maxproc > 0 && svc->total + svc->tmpl_pending >= svc->maxproc)
             continue;
@@ -416,6 +445,11 @@ static void master_child_exited(struct master_child *c, int status, time_t now)
     bool abnormal = false;
     bool quiet = false;
 
+    /* Its last state on the board (did it serve?), then its slot is free. */
+    if (svc && svc->score && !c->is_template) {
+        (void)master_child_score(c);
+        scoreboard_release(svc->score, c->slot, c->pid);
+    }
     if (WIFSIGNALED(status)) {
         int sig = WTERMSIG(status);
         abnormal = true;
