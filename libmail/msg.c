@@ -18,6 +18,48 @@ static bool msg_syslog_open;
 static void (*msg_fatal_hook)(void);
 
 /*
+ * Held lines (msg_hold): informational lines for the log file collect here
+ * and go out in one write() at msg_flush(), or as soon as a warning or
+ * worse is logged, or when the buffer would overflow.
+ */
+#define MSG_HELD_MAX 8192
+static bool msg_holding;
+static char msg_held[MSG_HELD_MAX];
+static size_t msg_held_len;
+
+static void msg_write_all(const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(msg_fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return; /* nowhere left to report it */
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+void msg_flush(void)
+{
+    if (msg_held_len > 0 && msg_fd >= 0)
+        msg_write_all(msg_held, msg_held_len);
+    msg_held_len = 0;
+}
+
+void msg_hold(bool on)
+{
+    static bool registered;
+    if (on && !registered) {
+        (void)atexit(msg_flush);
+        registered = true;
+    }
+    if (!on)
+        msg_flush();
+    msg_holding = on;
+}
+
+/*
  * getpid() is a real system call (glibc caches nothing), and every log line
  * and several per-message paths want the pid; keep it, and forget it in
  * every child fork() makes.
@@ -56,6 +98,7 @@ const char *msg_progname(void)
 
 void msg_open_file(const char *path)
 {
+    msg_flush();
     if (msg_fd >= 0) {
         close(msg_fd);
         msg_fd = -1;
@@ -68,7 +111,7 @@ void msg_open_file(const char *path)
         msg_set_stderr(true);
         msg_fatal("open log file %s: %s", path, strerror(err));
     }
-    /* Keep clear of 3-5, the descriptors master wires up for its children
+    /* Keep clear of 3-6, the descriptors master wires up for its children
      * between fork and exec: a log line must never land on a listener. */
     if (msg_fd < 10) {
         int high = fcntl(msg_fd, F_DUPFD_CLOEXEC, 10);
@@ -140,8 +183,14 @@ void msg_vlog(int priority, const char *fmt, va_list ap)
             n = sizeof(line) - 1;
             line[n - 1] = '\n';
         }
-        if (write(msg_fd, line, (size_t)n) < 0) {
-            /* nowhere left to report it */
+        if (msg_holding && priority >= LOG_NOTICE) {
+            if (msg_held_len + (size_t)n > sizeof(msg_held))
+                msg_flush();
+            memcpy(msg_held + msg_held_len, line, (size_t)n);
+            msg_held_len += (size_t)n;
+        } else {
+            msg_flush(); /* in order: what was held comes first */
+            msg_write_all(line, (size_t)n);
         }
     } else if (!msg_stderr || priority != LOG_DEBUG) {
         if (!msg_syslog_open) {

@@ -43,6 +43,14 @@ _Noreturn void msg_fatal(const char *fmt, ...) MSG_PRINTF(1, 2);
 _Noreturn void msg_panic(const char *fmt, ...) MSG_PRINTF(1, 2);
 void msg_vlog(int priority, const char *fmt, va_list ap);
 
+/*
+ * msg_hold(true): with a log file, keep informational and debug lines in
+ * memory until msg_flush() (an event loop calls it before it waits), a
+ * warning or worse, 8 KiB, or exit: one write() for a loop's lines. A
+ * crash loses at most the lines of one loop iteration. No effect on syslog.
+ */
+void msg_hold(bool on);
+void msg_flush(void);
 /* Run before exiting on msg_fatal (e.g. master removes its pid file). */
 void msg_set_fatal_hook(void (*hook)(void));
 

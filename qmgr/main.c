@@ -181,6 +181,8 @@ static void qmgr_loop(int fifo_fd)
     qmgr.pool_files = queue_pool_trim((size_t)qmgr.reuse_limit, (time_t)qmgr.run_delay);
     next_run = time(NULL) + qmgr.run_delay;
 
+    /* A loop's log lines go out in one write, before it waits (msg.h). */
+    msg_hold(true);
     while (!server_should_exit()) {
         qmgr_todo_run(TODO_BATCH);
         qmgr_deliver_dispatch();
@@ -191,6 +193,8 @@ static void qmgr_loop(int fifo_fd)
         size_t n = 1 + qmgr_deliver_pollfds(pfd + 1, maxfds - 1);
         bool more = (qmgr.todo_head != NULL || qmgr.rescan_incoming) &&
                     qmgr.nactive < (size_t)qmgr.active_limit;
+        if (!more)
+            msg_flush();
         int rc = poll(pfd, (nfds_t)n, more ? 0 : 1000);
         if (rc < 0 && errno != EINTR)
             msg_fatal("poll: %m");

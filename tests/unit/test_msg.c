@@ -35,7 +35,7 @@ static int teardown(void **state)
 
 static char *read_log(void)
 {
-    static char buf[8192];
+    static char buf[65536];
     int fd = open(logpath, O_RDONLY);
     assert_true(fd >= 0);
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -72,6 +72,49 @@ static void test_line_names_program_pid_and_level(void **state)
     assert_non_null(strstr(log, ": warning: disk full\n"));
 }
 
+/* Held lines wait for msg_flush, a warning, or a full buffer, in order. */
+static void test_held_lines_go_out_in_order(void **state)
+{
+    (void)state;
+    msg_hold(true);
+    msg_info("first");
+    msg_info("second");
+    assert_string_equal(read_log(), ""); /* nothing written yet */
+    msg_flush();
+    char *log = read_log();
+    char *a = strstr(log, ": first\n"), *b = strstr(log, ": second\n");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(a < b);
+
+    /* A warning is never held, and what was held goes out before it. */
+    msg_info("third");
+    msg_warn("fourth");
+    log = read_log();
+    char *c = strstr(log, ": third\n"), *d = strstr(log, ": warning: fourth\n");
+    assert_non_null(c);
+    assert_non_null(d);
+    assert_true(b < c && c < d);
+
+    /* A full buffer is written, never dropped. */
+    msg_open_file(NULL);
+    unlink(logpath);
+    msg_open_file(logpath);
+    for (int i = 0; i < 200; i++)
+        msg_info("line %03d with some text to fill the buffer quickly", i);
+    size_t written = strlen(read_log());
+    assert_true(written > 0);
+    msg_hold(false); /* flushes the rest */
+    log = read_log();
+    assert_true(strlen(log) > written);
+    assert_non_null(strstr(log, ": line 000 "));
+    assert_non_null(strstr(log, ": line 199 "));
+    int lines = 0;
+    for (char *p = log; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 200);
+}
+
 static void test_overlong_text_is_cut_to_one_line(void **state)
 {
     (void)state;
@@ -91,6 +134,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_controls_cannot_forge_log_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_line_names_program_pid_and_level, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlong_text_is_cut_to_one_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_lines_go_out_in_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
