@@ -70,6 +70,7 @@ static pthread_once_t msg_pid_once = PTHREAD_ONCE_INIT;
 static void msg_pid_forget(void)
 {
     msg_cached_pid = 0;
+    msg_held_len = 0; /* the parent's held lines are the parent's to write */
 }
 
 static void msg_pid_register(void)
