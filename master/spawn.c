@@ -1,10 +1,11 @@
 /*
  * master children: fork/exec, status records, reaping, throttling.
  *
- * Accounting follows Postfix's master: a fresh child counts as idle; it
- * reports 'B' when it takes a connection and 'I' when it is done. When a
- * service has no idle child and is below its process limit, master starts
- * one more. A child that master told to stop no longer counts as idle.
+ * Accounting follows Postfix's master: a fresh child counts as idle; then
+ * its slot on the service's scoreboard says whether it is (or, without a
+ * slot, its last 'B' or 'I' record on the status pipe). When a service has
+ * no idle child and is below its process limit, master starts one more. A
+ * child that master told to stop no longer counts as idle.
  *
  * Templates (service_templates = yes, services with a process limit other
  * than 1): master starts one template per service with -T and a socket on
@@ -42,11 +43,6 @@ static struct master_child *master_child_find(pid_t pid)
     return NULL;
 }
 
-static void master_child_set_avail(struct master_child *c, bool avail)
-{
-    c->avail = avail;
-}
-
 /* A worker's state on its service's board (SCORE_FREE when it has no slot yet). */
 static uint32_t master_child_score(struct master_child *c)
 {
@@ -75,7 +71,7 @@ int master_service_avail(struct master_service *svc)
     return n;
 }
 
-/* In the child: wire fds 3 and 4, reset signals, exec. Never returns. */
+/* In the child: wire fds 3 to 6, reset signals, exec. Never returns. */
 static _Noreturn void master_exec_child(struct master_service *svc, const char *path, int tmpl)
 {
     sigset_t none;
@@ -158,7 +154,7 @@ static struct master_child *master_child_add(struct master_service *svc, pid_t p
     master_children = c;
     if (!is_template) {
         svc->total++;
-        master_child_set_avail(c, true);
+        c->avail = true; /* fresh: idle until it says otherwise */
     }
     return c;
 }
@@ -484,7 +480,6 @@ static void master_child_exited(struct master_child *c, int status, time_t now)
                 svc->throttle_logged = false;
         }
     } else if (svc) {
-        master_child_set_avail(c, false);
         svc->total--;
         /*
          * Only a process that dies before doing any work counts towards the
@@ -539,9 +534,9 @@ static void master_status_record(struct master_service *svc, const struct server
         return;
     if (st->status == SERVER_STATUS_BUSY) {
         c->served = true;
-        master_child_set_avail(c, false);
+        c->avail = false;
     } else if (st->status == SERVER_STATUS_IDLE) {
-        master_child_set_avail(c, true);
+        c->avail = true;
     } else {
         msg_warn("service %s: pid %ld sent unknown status 0x%02x", svc->name, (long)st->pid,
                  (unsigned char)st->status);
@@ -579,8 +574,7 @@ void master_stop_children(struct master_service *svc, int sig)
             continue;
         if (c->is_template && c->svc && c->svc->tmpl == c)
             master_template_drop(c->svc);
-        master_child_set_avail(c, false);
-        c->stopping = true;
+        c->stopping = true; /* no longer counted as idle */
         if (kill(c->pid, sig) < 0 && errno != ESRCH)
             msg_warn("kill %ld: %s", (long)c->pid, strerror(errno));
     }
