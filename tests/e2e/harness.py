@@ -11,6 +11,7 @@ taken from its bin/.
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -273,3 +274,33 @@ class Sandbox:
                 return f.read()
         except FileNotFoundError:
             return ""
+
+    def wait_log(self, pattern, timeout=30):
+        """Waits until a line of the log matches the regular expression
+        pattern and returns the match, or None after timeout seconds.
+        Daemons log asynchronously to what a client sees (local logs after
+        the rename into new/, qmgr holds its lines until it goes idle), so
+        a test that checks the log after an event waits for the line."""
+        deadline = time.time() + timeout
+        while True:
+            m = re.search(pattern, self.log())
+            if m or time.time() > deadline:
+                return m
+            time.sleep(0.05)
+
+    def wait_log_text(self, text, timeout=30):
+        """wait_log for a literal text."""
+        return self.wait_log(re.escape(text), timeout)
+
+    def expect_log(self, pattern, timeout=30):
+        """wait_log that fails the test (AssertionError, with the log's
+        tail) when no line matches."""
+        m = self.wait_log(pattern, timeout)
+        if not m:
+            raise AssertionError("no log line matches %r; log ends:\n%s"
+                                 % (pattern, self.log()[-3000:]))
+        return m
+
+    def expect_log_text(self, text, timeout=30):
+        """expect_log for a literal text."""
+        return self.expect_log(re.escape(text), timeout)

@@ -51,13 +51,6 @@ def read_until_closed(sock, timeout=10):
         return data
 
 
-def wait_log(sb, text, timeout=10):
-    deadline = time.time() + timeout
-    while text not in sb.log() and time.time() < deadline:
-        time.sleep(0.05)
-    return text in sb.log()
-
-
 class AbuseCase(unittest.TestCase):
     PARAMS = {}
 
@@ -107,8 +100,8 @@ class PregreetTest(AbuseCase):
         # The EHLO was never executed, and the final greeting never came.
         self.assertNotIn(b"250", data)
         self.assertNotIn(b"220 ", data)
-        self.assertTrue(wait_log(self.sb, "pregreet violation"), self.sb.log()[-2000:])
-        self.assertIn("EHLO x", self.sb.log())
+        self.assertTrue(self.sb.wait_log_text("pregreet violation"), self.sb.log()[-2000:])
+        self.sb.expect_log_text("EHLO x")
 
     def test_client_that_waits_gets_multiline_greeting_and_sends_mail(self):
         before = len(self.sb.messages("alice"))
@@ -133,7 +126,7 @@ class ConnectionCountTest(AbuseCase):
         data = read_until_closed(third)
         self.assertIn(b"421 4.7.0 Error: too many connections from 127.0.0.1", data)
         self.assertNotIn(b"220", data)
-        self.assertTrue(wait_log(self.sb, "Connection concurrency limit exceeded: 3 from"),
+        self.assertTrue(self.sb.wait_log_text("Connection concurrency limit exceeded: 3 from"),
                         self.sb.log()[-2000:])
         # The two open sessions still work.
         second.sendall(b"NOOP\r\n")
@@ -176,7 +169,7 @@ class ConnectionRateTest(AbuseCase):
                 self.assertIn(b"421 4.7.0 Error: too many connections from 127.0.0.1", reply)
                 s.close()
         self.assertEqual(results, [b"220"] * 3 + [b"421"] * 2)
-        self.assertTrue(wait_log(self.sb, "Connection rate limit exceeded: 4 from"),
+        self.assertTrue(self.sb.wait_log_text("Connection rate limit exceeded: 4 from"),
                         self.sb.log()[-2000:])
         time.sleep(3.5)
         s = self.greeted()
@@ -219,7 +212,7 @@ class AnvilFailOpenTest(AbuseCase):
         os.kill(pid, signal.SIGSTOP)
         try:
             self.send_mail("anvil stopped")
-            self.assertTrue(wait_log(self.sb, "allowing connections without limits"),
+            self.assertTrue(self.sb.wait_log_text("allowing connections without limits"),
                             self.sb.log()[-2000:])
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -256,7 +249,7 @@ class AuthFailureLimitTest(AuthCase):
         data = self.auth(s, "wrong2") + read_until_closed(s)
         self.assertEqual(data, b"535 5.7.8 Error: authentication failed\r\n"
                          b"421 4.7.0 Error: too many authentication failures from 127.0.0.1\r\n")
-        self.assertTrue(wait_log(self.sb, "AUTH failure limit exceeded: 3 from"),
+        self.assertTrue(self.sb.wait_log_text("AUTH failure limit exceeded: 3 from"),
                         self.sb.log()[-2000:])
         # A new connection right after: refused at AUTH, even with the right password,
         # before anything is checked.
@@ -318,7 +311,7 @@ class AuthFailureLimitFailOpenTest(AuthCase):
         self.assertEqual(replies, [b"535 5.7.8 Error: authentication failed\r\n"] * 2 +
                          [b"535 5.7.8 Error: authentication failed\r\n"
                           b"421 4.7.0 Error: too many authentication failures\r\n"])
-        self.assertTrue(wait_log(self.sb, "allowing connections without limits"),
+        self.assertTrue(self.sb.wait_log_text("allowing connections without limits"),
                         self.sb.log()[-2000:])
 
 
@@ -338,7 +331,7 @@ class TarpitTest(AbuseCase):
         # Errors 2 and 3 reached the soft limit: each reply waited the sleep time.
         self.assertGreaterEqual(times[1], 0.95, times)
         self.assertGreaterEqual(times[2], 0.95, times)
-        self.assertTrue(wait_log(self.sb, "tarpit: 2 errors from"), self.sb.log()[-2000:])
+        self.assertTrue(self.sb.wait_log_text("tarpit: 2 errors from"), self.sb.log()[-2000:])
         self.quit(s)
 
 

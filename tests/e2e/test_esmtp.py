@@ -96,14 +96,6 @@ class EsmtpTest(unittest.TestCase):
     def find(self, user, needle, timeout=30, count=1):
         return self.sb.find_messages(user, needle, timeout, count)
 
-    def wait_log(self, pattern, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            m = re.search(pattern, self.sb.log())
-            if m or time.time() > deadline:
-                return m
-            time.sleep(0.05)
-
     def queued_id(self, lines):
         m = re.search(r"queued as ([0-9A-V]+)", lines[-1])
         self.assertIsNotNone(m, lines)
@@ -144,7 +136,7 @@ class EsmtpTest(unittest.TestCase):
         self.assertRegex(text, r"with UTF8SMTP id [0-9A-V]+")
         self.assertIn("\tfor <jöe@%s>" % d, text)
         self.assertIn("Grüße", text)
-        self.assertIn("to=<alice@%s>, orig_to=<jöe@%s>" % (d, d), self.sb.log())
+        self.sb.expect_log_text("to=<alice@%s>, orig_to=<jöe@%s>" % (d, d))
 
     def test_utf8_domain_delivered_with_utf8_delivered_to(self):
         subject = "utf8-domain-" + uuid.uuid4().hex
@@ -231,7 +223,7 @@ class EsmtpTest(unittest.TestCase):
             self.assertTrue(line.startswith(("Return-Path:", "Delivered-To:", "Received:", "\t")),
                             line)
         self.assertIn("id %s" % qid, prefix)
-        self.assertTrue(self.wait_log(qid + r": from=<bob@[^>]*>, size=\d+, nrcpt=1, chunks=6"))
+        self.assertTrue(self.sb.wait_log(qid + r": from=<bob@[^>]*>, size=\d+, nrcpt=1, chunks=6"))
 
     def test_bdat_chunk_over_size_limit_is_552_and_discarded(self):
         d = self.sb.domain
@@ -251,7 +243,7 @@ class EsmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<bob@%s>" % d)[0], 250)
         self.assertEqual(c.cmd("RSET")[0], 250)
         self.assertEqual(c.cmd("QUIT")[0], 221)
-        self.assertTrue(self.wait_log(r"reject: size \d+ exceeds message_size_limit %d" % SIZE_LIMIT))
+        self.assertTrue(self.sb.wait_log(r"reject: size \d+ exceeds message_size_limit %d" % SIZE_LIMIT))
 
     def test_bdat_sequence_errors_read_and_discard_the_chunk(self):
         d = self.sb.domain
@@ -360,9 +352,8 @@ class EsmtpTest(unittest.TestCase):
         # RET=HDRS: headers only.
         self.assertEqual(parts[2].get_content_type(), "text/rfc822-headers")
         self.assertNotIn("body-" + subject, parts[2].get_payload())
-        log = self.sb.log()
-        self.assertIn(qid + ": sender delivery status notification: ", log)
-        self.assertIn(qid + ": sender non-delivery notification: ", log)
+        self.sb.expect_log_text(qid + ": sender delivery status notification: ")
+        self.sb.expect_log_text(qid + ": sender non-delivery notification: ")
 
     def test_dsn_ret_full_returns_the_message(self):
         d = self.sb.domain
@@ -383,13 +374,13 @@ class EsmtpTest(unittest.TestCase):
         subject = "dsn-never-" + uuid.uuid4().hex
         qid = self.send_dsn("bob@" + d, ["alice@" + d, "ghost@" + d], subject, [],
                             lambda r: ["NOTIFY=NEVER"])
-        self.assertTrue(self.wait_log(qid + r": removed"), self.sb.log()[-3000:])
+        self.assertTrue(self.sb.wait_log(qid + r": removed"), self.sb.log()[-3000:])
         # Without NOTIFY: a failure report only, never a success report.
         subject2 = "dsn-default-" + uuid.uuid4().hex
         qid2 = self.send_dsn("bob@" + d, ["alice@" + d, "ghost@" + d], subject2, [],
                              lambda r: [])
         self.assertEqual(len(self.find("bob", subject2)), 1)
-        self.assertTrue(self.wait_log(qid2 + r": removed"))
+        self.assertTrue(self.sb.wait_log(qid2 + r": removed"))
         time.sleep(0.5)
         self.assertEqual(self.find("bob", subject, timeout=0), [])
         self.assertEqual(len(self.find("bob", subject2, timeout=0)), 1)

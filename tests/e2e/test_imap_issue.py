@@ -877,7 +877,7 @@ class BoundsTest(IssueBase):
         self.assertTrue(c.cmd("c", "NOOP")[-1].startswith(b"c OK"))
         out = c.ok("s", "STATUS INBOX (MESSAGES)")
         self.assertIn(b"MESSAGES 1", out[0])
-        self.assertIn("literal of 65537 bytes refused", self.sb.log())
+        self.sb.expect_log_text("literal of 65537 bytes refused")
 
     def test_other_literals_over_the_limit_are_refused_before_the_continuation(self):
         c = self.conn("b1")

@@ -169,7 +169,7 @@ class ImapdTest(unittest.TestCase):
         self.assertIn("AUTHENTICATIONFAILED", str(cm.exception))
         with self.assertRaises(imaplib.IMAP4.error):
             m.login("nosuchuser", "x")
-        self.assertIn("authentication failed: user=alice", self.sb.log())
+        self.sb.expect_log_text("authentication failed: user=alice")
 
     def test_authenticate_plain_with_and_without_initial_response(self):
         m = self.connect()
@@ -199,7 +199,7 @@ class ImapdTest(unittest.TestCase):
         self.assertTrue(r.line().startswith(b"last BAD"))
         self.assertTrue(r.line().startswith(b"* BYE"))
         self.assertTrue(r.closed())
-        self.assertIn("too many invalid commands", self.sb.log())
+        self.sb.expect_log_text("too many invalid commands")
 
     def test_commands_need_the_right_state(self):
         r = self.raw()
@@ -238,7 +238,7 @@ class ImapdTest(unittest.TestCase):
         m.starttls(ssl_context=no_verify())
         self.assertNotIn("STARTTLS", m.capabilities)
         self.assertEqual(m.login("erin", pw("erin"))[0], "OK")
-        self.assertIn("TLS connection established", self.sb.log())
+        self.sb.expect_log_text("TLS connection established")
 
     def test_implicit_tls_on_993(self):
         m = imaplib.IMAP4_SSL(self.sb.host, self.sb.port("imaps"), ssl_context=no_verify(),
@@ -476,7 +476,7 @@ class ImapdTest(unittest.TestCase):
         ln = r.line()
         self.assertTrue(ln.startswith(b"* BYE"), ln)
         self.assertTrue(r.closed())
-        self.assertIn("literal of 999999999 bytes refused", self.sb.log())
+        self.sb.expect_log_text("literal of 999999999 bytes refused")
         # Before login even APPEND gets the small literal bound.
         r = self.raw()
         r.send("p APPEND INBOX {100000}\r\n")

@@ -100,7 +100,7 @@ class MasterSupervision(unittest.TestCase):
         self.assertTrue(banner(self.sb.host, self.sb.port("smtp")).startswith("220"))
         self.assertTrue(wait_for(lambda: not any(p in self.smtpd_pids() for p in before)),
                         "old smtpd processes survive the reload: %s" % self.sb.status())
-        self.assertIn("reload", self.sb.log())
+        self.sb.expect_log_text("reload")
 
     def test_second_master_refuses_to_start(self):
         p = subprocess.run([self.sb.bin("master"), "-c", self.sb.dir], capture_output=True,

@@ -73,7 +73,7 @@ class Pop3TlsTest(unittest.TestCase):
         self.assertGreaterEqual(count, 1)
         self.assertIn(b"Subject: stls-login", b"\n".join(p.retr(count)[1]))
         p.quit()
-        self.assertIn("method=USER, tls=TLSv1.3", self.sb.log())
+        self.sb.expect_log_text("method=USER, tls=TLSv1.3")
 
     def test_stls_pipelined_command_is_discarded(self):
         import socket
@@ -185,7 +185,7 @@ class Pop3PlaintextPolicyTest(unittest.TestCase):
         p.user("alice")
         self.assertTrue(p.pass_("pw-alice").startswith(b"+OK"))
         p.quit()
-        self.assertIn("plaintext login refused without TLS", self.sb.log())
+        self.sb.expect_log_text("plaintext login refused without TLS")
 
     def test_pop3s_login_allowed(self):
         p = poplib.POP3_SSL(self.sb.host, self.sb.port("pop3s"), timeout=30,

@@ -360,8 +360,8 @@ class SmtpResultsTest(QmgrTestBase):
         self.assertRegex(d, r"Final-Recipient: rfc822; later@mixed\.test\nAction: failed\n"
                             r"Status: 4\.4\.7")
         self.assertIn("local problem, try later", d)
-        self.assertIn(qid + ": to=<later@mixed.test>", self.box.log())
-        self.assertRegex(self.box.log(), qid + r": to=<later@mixed\.test>.*status=expired")
+        self.box.expect_log_text(qid + ": to=<later@mixed.test>")
+        self.box.expect_log(qid + r": to=<later@mixed\.test>.*status=expired")
 
 
 if __name__ == "__main__":

@@ -659,8 +659,8 @@ class SmtpClientTest(unittest.TestCase):
         verbs = [c.split(" ")[0].split(":")[0].upper() for _, c in conn.commands]
         self.assertEqual(verbs[:9], ["EHLO", "MAIL", "RCPT", "DATA", "RSET",
                                      "MAIL", "RCPT", "DATA", "RSET"])
-        self.assertRegex(self.sb.log(), r"reusing the connection to 127\.0\.0\.1\[127\.0\.0\.1\]:%d"
-                         % p.port)
+        self.sb.expect_log(r"reusing the connection to 127\.0\.0\.1\[127\.0\.0\.1\]:%d"
+                           % p.port)
 
     def test_cached_connection_is_not_used_for_another_nexthop(self):
         p1, p2 = self.peer(), self.peer()
@@ -698,7 +698,7 @@ class SmtpClientTest(unittest.TestCase):
         self.assertEqual(res[0]["status"], "2", res)
         self.assertTrue(p.conns[0].tls)
         self.assertEqual(len(self.commands(p.conns[0], "EHLO")), 2)
-        self.assertRegex(self.sb.log(), r"Anonymous TLS connection established to "
+        self.sb.expect_log(r"Anonymous TLS connection established to "
                                         r"127\.0\.0\.1\[127\.0\.0\.1\]:%d: TLSv1\.[23]" % p.port)
 
     def test_failed_handshake_at_may_retries_once_without_tls(self):
@@ -759,7 +759,7 @@ class SmtpClientTest(unittest.TestCase):
             self.auth_teardown()
         self.assertEqual(res[0]["status"], "2", res)
         self.assertEqual(self.commands(p.conns[0], "AUTH"), [])
-        self.assertIn("not sending SASL credentials", self.sb.log())
+        self.sb.expect_log_text("not sending SASL credentials")
 
     def test_sasl_login_when_only_login_is_offered_and_535_defers(self):
         p = self.peer(ext=("PIPELINING", "AUTH LOGIN"), auth_reply="535 5.7.8 bad credentials")
@@ -815,8 +815,8 @@ class SmtpClientTest(unittest.TestCase):
             "[localhost]:%d" % p.port, ["bob@remote.test"]))
         self.assertEqual(res[0]["status"], "2", res)
         self.assertTrue(p.conns[-1].tls)
-        self.assertIn("Verified TLS connection established to localhost[127.0.0.1]:%d" % p.port,
-                      self.sb.log())
+        self.sb.expect_log_text("Verified TLS connection established to localhost[127.0.0.1]:%d"
+                                % p.port)
 
     def test_verify_level_with_untrusted_certificate_defers_without_plain_text(self):
         p = self.peer(ext=("PIPELINING", "STARTTLS"), tls_ext=("PIPELINING",),
@@ -836,7 +836,7 @@ class SmtpClientTest(unittest.TestCase):
         for bad in ("[127.0.0.1", "[127.0.0.1]:0", "host:99999", "bad host", "[x]y"):
             res, _ = self.request(bad, ["bob@remote.test"])
             self.assertEqual((res[0]["status"], res[0]["dsn"]), ("4", "4.3.5"), bad)
-        self.assertIn("malformed nexthop", self.sb.log())
+        self.sb.expect_log_text("malformed nexthop")
 
     def test_recipient_with_crlf_is_a_protocol_error(self):
         s = self.connect()
@@ -849,7 +849,7 @@ class SmtpClientTest(unittest.TestCase):
             self.assertEqual(s.recv(100), b"")
         finally:
             s.close()
-        self.assertIn("protocol error: malformed recipient list or sender", self.sb.log())
+        self.sb.expect_log_text("protocol error: malformed recipient list or sender")
 
     def test_malformed_request_closes_the_connection(self):
         s = self.connect()
@@ -861,7 +861,7 @@ class SmtpClientTest(unittest.TestCase):
             self.assertEqual(s.recv(100), b"")
         finally:
             s.close()
-        self.assertIn("protocol error: bad or missing queue_id", self.sb.log())
+        self.sb.expect_log_text("protocol error: bad or missing queue_id")
 
 
 def free_port(hosts):
@@ -1089,8 +1089,8 @@ class SmtpClientDaneTest(unittest.TestCase):
         res, _ = self.request("good.dane.test", ["bob@good.dane.test"])
         self.assertEqual(res[0]["status"], "2", res)
         self.assertTrue(p.conns[0].tls)
-        self.assertIn("Verified TLS connection established to mx.good.dane.test[%s]:%d"
-                      % (self.GOOD, self.port), self.sb.log())
+        self.sb.expect_log_text("Verified TLS connection established to mx.good.dane.test[%s]:%d"
+                                % (self.GOOD, self.port))
 
     def test_mismatching_tlsa_record_defers_and_never_falls_back_to_plain_text(self):
         p = self.tls_peer(self.BAD)

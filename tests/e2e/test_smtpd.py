@@ -176,9 +176,8 @@ class SmtpdTest(unittest.TestCase):
         qid = m.group(1).decode()
         # The file was committed before the 250: it is in the queue or delivered.
         self.assertTrue(self.files_with(b"accept-marker-1"), "no queue file or delivered file")
-        log = self.sb.log()
-        self.assertIn("%s: client=unknown[127.0.0.1]" % qid, log)
-        self.assertRegex(log, r"%s: from=<sender@remote\.example>, size=\d+, nrcpt=1" % qid)
+        self.sb.expect_log_text("%s: client=unknown[127.0.0.1]" % qid)
+        self.sb.expect_log(r"%s: from=<sender@remote\.example>, size=\d+, nrcpt=1" % qid)
 
     def test_delivered_message_has_received_header_and_unstuffed_dots(self):
         c = self.smtp()
@@ -229,7 +228,7 @@ class SmtpdTest(unittest.TestCase):
         self.assertEqual(code, 550)
         self.assertEqual(msg.decode(), "5.1.1 <nosuchuser@example.test>: Recipient address "
                                        "rejected: User unknown")
-        self.assertIn("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1", self.sb.log())
+        self.sb.expect_log_text("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.1.1")
 
     def test_relay_denied_without_mynetworks_and_allowed_with_it(self):
         try:

@@ -96,7 +96,7 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(self.read_reply(g), [b"221 2.0.0 Bye\r\n"])
         t.close()
         time.sleep(0.3)
-        self.assertIn("discarding 6 bytes pipelined after STARTTLS", self.sb.log())
+        self.sb.expect_log_text("discarding 6 bytes pipelined after STARTTLS")
 
     def test_starttls_resets_session_state(self):
         s = socket.create_connection((self.sb.host, self.sb.port("smtp")), timeout=30)
