@@ -185,6 +185,29 @@ void recipient_local_user(const char *address, struct strbuf *out)
     }
 }
 
+int recipient_user_exists(const char *user, struct strbuf *err)
+{
+    switch (alias_exists(user, err)) {
+    case DICT_FOUND:
+        return 1;
+    case DICT_ERROR:
+        return -1;
+    default:
+        break;
+    }
+    if (!vuser_name_valid(user))
+        return 0;
+    struct vuser vu = {0};
+    struct strbuf verr = STRBUF_INIT;
+    int r = vuser_lookup(user, &vu, &verr);
+    if (r > 0)
+        vuser_release(&vu);
+    else if (r < 0 && err)
+        strbuf_printf(err, "virtual_user_maps: %s", strbuf_str(&verr));
+    strbuf_release(&verr);
+    return r > 0 ? 1 : r == 0 ? 0 : -1;
+}
+
 enum recipient_class recipient_classify(const char *address, struct strbuf *err)
 {
     const char *domain;
@@ -206,34 +229,8 @@ enum recipient_class recipient_classify(const char *address, struct strbuf *err)
         /* RFC 5321 §4.5.1: always accepted; local resolves or answers 5.1.1. */
         cls = RECIPIENT_LOCAL;
     } else {
-        switch (alias_exists(user.data, err)) {
-        case DICT_FOUND:
-            cls = RECIPIENT_LOCAL;
-            break;
-        case DICT_ERROR:
-            cls = RECIPIENT_ERROR;
-            break;
-        default:
-            if (!vuser_name_valid(user.data)) {
-                cls = RECIPIENT_UNKNOWN_USER;
-                break;
-            }
-            struct vuser vu = {0};
-            struct strbuf verr = STRBUF_INIT;
-            int r = vuser_lookup(user.data, &vu, &verr);
-            if (r > 0) {
-                cls = RECIPIENT_LOCAL;
-                vuser_release(&vu);
-            } else if (r == 0) {
-                cls = RECIPIENT_UNKNOWN_USER;
-            } else {
-                cls = RECIPIENT_ERROR;
-                if (err)
-                    strbuf_printf(err, "virtual_user_maps: %s", strbuf_str(&verr));
-            }
-            strbuf_release(&verr);
-            break;
-        }
+        int r = recipient_user_exists(user.data, err);
+        cls = r > 0 ? RECIPIENT_LOCAL : r == 0 ? RECIPIENT_UNKNOWN_USER : RECIPIENT_ERROR;
     }
     strbuf_release(&user);
     return cls;

@@ -24,6 +24,13 @@ enum recipient_class {
 
 /* Classify an address ("user@domain" or "user"). err is set on RECIPIENT_ERROR. */
 enum recipient_class recipient_classify(const char *address, struct strbuf *err);
+/*
+ * Does the local name user (already stripped and lowercased, see
+ * recipient_local_user) exist as an alias or a virtual user? 1 yes, 0 no,
+ * -1 a table could not be read (err says which). No special case for
+ * postmaster: mailctl check asks whether it really resolves.
+ */
+int recipient_user_exists(const char *user, struct strbuf *err);
 /* True if domain (no brackets) is in mydestination. */
 bool recipient_domain_is_local(const char *domain);
 /*

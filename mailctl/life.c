@@ -26,6 +26,7 @@
 #include "mailctl.h"
 #include "mymalloc.h"
 #include "queue.h"
+#include "recipient.h"
 #include "sock.h"
 #include "stream.h"
 
@@ -541,6 +542,26 @@ static void check_tables(struct check_state *cs, const char *param)
     config_list_free(&list);
 }
 
+/*
+ * smtpd accepts postmaster at every local domain without a lookup (RFC 5321
+ * §4.5.1), so mail to it bounces at delivery unless it resolves: say so.
+ */
+static void check_postmaster(struct check_state *cs)
+{
+    struct strbuf err = STRBUF_INIT;
+    int r = recipient_user_exists("postmaster", &err);
+
+    if (r < 0) {
+        check_error(cs, "postmaster: cannot look it up: %s", err.data);
+    } else if (r == 0) {
+        printf("alias_maps: warning: postmaster is neither an alias nor a user, so mail to "
+               "postmaster bounces; add an alias \"postmaster: NAME\" and run mailctl "
+               "newaliases\n");
+        cs->warnings++;
+    }
+    strbuf_release(&err);
+}
+
 int mailctl_check(int argc, char **argv)
 {
     struct check_state cs = {0, 0};
@@ -620,8 +641,11 @@ int mailctl_check(int argc, char **argv)
             check_error(&cs, "queue directory %s: not writable: %s", path.data, strerror(errno));
     }
 
+    int table_errors = cs.errors;
     check_tables(&cs, "virtual_user_maps");
     check_tables(&cs, "alias_maps");
+    if (cs.errors == table_errors) /* else the lookup would only repeat those errors */
+        check_postmaster(&cs);
 
     strbuf_reset(&err);
     nets = sock_networks_parse(config_str("mynetworks"), &err);

@@ -117,6 +117,58 @@ class MasterSupervision(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
 
 
+class MailctlCheck(unittest.TestCase):
+    """mailctl check: OK, warnings (rc 0) and errors (rc 1) on a stopped sandbox."""
+
+    def setUp(self):
+        self.sb = Sandbox()
+        self.addCleanup(self.sb.close)
+
+    def check(self):
+        p = self.sb.mailctl("check")
+        return p.returncode, p.stdout + p.stderr
+
+    def test_postmaster_that_resolves_nowhere_is_a_warning_until_aliased(self):
+        rc, out = self.check()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("warning: postmaster is neither an alias nor a user", out)
+        self.assertIn("(with warnings)", out)
+        self.sb.user_add("alice", "secret")
+        self.sb.write_aliases("postmaster: alice\n")
+        rc, out = self.check()
+        self.assertEqual(rc, 0, out)
+        self.assertNotIn("warning", out)
+        self.assertIn("is OK", out)
+        # A user called postmaster resolves it as well.
+        self.sb.write_aliases("# none\n")
+        self.sb.user_add("postmaster", "secret")
+        rc, out = self.check()
+        self.assertEqual((rc, "warning" in out), (0, False), out)
+
+    def test_aliases_edited_after_newaliases_is_a_warning(self):
+        self.sb.write_aliases("postmaster: alice\n")
+        path = os.path.join(self.sb.dir, "aliases")
+        later = time.time() + 5
+        os.utime(path, (later, later))
+        rc, out = self.check()
+        self.assertEqual(rc, 0, out)
+        self.assertRegex(out, r"alias_maps: warning: .*aliases is newer than .*aliases\.db; "
+                              r"rebuild it \(mailctl newaliases\)")
+
+    def test_broken_main_cf_and_missing_table_are_errors(self):
+        self.sb.set_param("alias_maps", "hash:" + os.path.join(self.sb.dir, "nosuch"))
+        rc, out = self.check()
+        self.assertEqual(rc, 1, out)
+        self.assertIn("error: alias_maps: hash:", out)
+        self.assertIn("1 error(s)", out)
+        with open(os.path.join(self.sb.dir, "main.cf"), "a") as f:
+            f.write("this line has no equals sign\n")
+        rc, out = self.check()
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, r"error: .*main\.cf:\d+")
+        self.assertIn("fix main.cf first", out)
+
+
 class MasterStop(unittest.TestCase):
     def test_stop_leaves_no_process_behind(self):
         with Sandbox() as sb:

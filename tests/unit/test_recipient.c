@@ -210,6 +210,31 @@ static void test_postmaster_always_exists(void **state)
     assert_int_equal(classify("postmaster@example.test"), RECIPIENT_LOCAL);
 }
 
+static void test_user_exists_looks_up_postmaster_too(void **state)
+{
+    (void)state;
+    struct strbuf err = STRBUF_INIT;
+    assert_int_equal(recipient_user_exists("alice", &err), 1); /* a user */
+    assert_int_equal(recipient_user_exists("info", &err), 1);  /* an alias */
+    assert_int_equal(recipient_user_exists("nobody", &err), 0);
+    assert_int_equal(recipient_user_exists("no/such", &err), 0); /* not a valid user name */
+    /* No special case: in these tables postmaster resolves nowhere. */
+    assert_int_equal(recipient_user_exists("postmaster", &err), 0);
+    char spec[4200];
+    snprintf(spec, sizeof(spec), "hash:%s/missing", tmpdir);
+    assert_int_equal(config_override("alias_maps", spec, NULL), 0);
+    strbuf_reset(&err);
+    assert_int_equal(recipient_user_exists("postmaster", &err), -1);
+    assert_non_null(strstr(strbuf_str(&err), "missing"));
+    snprintf(spec, sizeof(spec), "hash:%s/nousers", tmpdir);
+    assert_int_equal(config_override("alias_maps", "", NULL), 0);
+    assert_int_equal(config_override("virtual_user_maps", spec, NULL), 0);
+    strbuf_reset(&err);
+    assert_int_equal(recipient_user_exists("alice", &err), -1);
+    assert_non_null(strstr(strbuf_str(&err), "virtual_user_maps"));
+    strbuf_release(&err);
+}
+
 static void test_missing_alias_table_is_an_error(void **state)
 {
     (void)state;
@@ -286,6 +311,7 @@ int main(void)
         cmocka_unit_test_setup(test_alias_is_local, reset_config),
         cmocka_unit_test_setup(test_unknown_user_in_local_domain, reset_config),
         cmocka_unit_test_setup(test_postmaster_always_exists, reset_config),
+        cmocka_unit_test_setup(test_user_exists_looks_up_postmaster_too, reset_config),
         cmocka_unit_test_setup(test_missing_alias_table_is_an_error, reset_config),
         cmocka_unit_test_setup(test_missing_user_table_is_an_error, reset_config),
         cmocka_unit_test_setup(test_empty_alias_maps_means_no_aliases, reset_config),
