@@ -288,10 +288,6 @@ class Sandbox:
                 return m
             time.sleep(0.05)
 
-    def wait_log_text(self, text, timeout=30):
-        """wait_log for a literal text."""
-        return self.wait_log(re.escape(text), timeout)
-
     def expect_log(self, pattern, timeout=30):
         """wait_log that fails the test (AssertionError, with the log's
         tail) when no line matches."""

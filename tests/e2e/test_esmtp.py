@@ -223,7 +223,7 @@ class EsmtpTest(unittest.TestCase):
             self.assertTrue(line.startswith(("Return-Path:", "Delivered-To:", "Received:", "\t")),
                             line)
         self.assertIn("id %s" % qid, prefix)
-        self.assertTrue(self.sb.wait_log(qid + r": from=<bob@[^>]*>, size=\d+, nrcpt=1, chunks=6"))
+        self.sb.expect_log(qid + r": from=<bob@[^>]*>, size=\d+, nrcpt=1, chunks=6")
 
     def test_bdat_chunk_over_size_limit_is_552_and_discarded(self):
         d = self.sb.domain
@@ -243,7 +243,7 @@ class EsmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<bob@%s>" % d)[0], 250)
         self.assertEqual(c.cmd("RSET")[0], 250)
         self.assertEqual(c.cmd("QUIT")[0], 221)
-        self.assertTrue(self.sb.wait_log(r"reject: size \d+ exceeds message_size_limit %d" % SIZE_LIMIT))
+        self.sb.expect_log(r"reject: size \d+ exceeds message_size_limit %d" % SIZE_LIMIT)
 
     def test_bdat_sequence_errors_read_and_discard_the_chunk(self):
         d = self.sb.domain
@@ -374,13 +374,13 @@ class EsmtpTest(unittest.TestCase):
         subject = "dsn-never-" + uuid.uuid4().hex
         qid = self.send_dsn("bob@" + d, ["alice@" + d, "ghost@" + d], subject, [],
                             lambda r: ["NOTIFY=NEVER"])
-        self.assertTrue(self.sb.wait_log(qid + r": removed"), self.sb.log()[-3000:])
+        self.sb.expect_log(qid + r": removed")
         # Without NOTIFY: a failure report only, never a success report.
         subject2 = "dsn-default-" + uuid.uuid4().hex
         qid2 = self.send_dsn("bob@" + d, ["alice@" + d, "ghost@" + d], subject2, [],
                              lambda r: [])
         self.assertEqual(len(self.find("bob", subject2)), 1)
-        self.assertTrue(self.sb.wait_log(qid2 + r": removed"))
+        self.sb.expect_log(qid2 + r": removed")
         time.sleep(0.5)
         self.assertEqual(self.find("bob", subject, timeout=0), [])
         self.assertEqual(len(self.find("bob", subject2, timeout=0)), 1)
